@@ -1,0 +1,358 @@
+//! The operations interLink asks for — create, status, delete, logs — on the node's pods. Ties
+//! together validation (`pod`), rendering (`script`), processes (`process`), the registry
+//! (`state`) and status reading (`status`); owns the pod directory's creation and removal.
+
+use crate::api::{CreateResponse, LogRequest, PhaseCounts, PodRef, PodStatusOut};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::plan::PodPlan;
+use crate::pod::{self, PlanDefaults};
+use crate::process;
+use crate::script::{self, ScriptContext};
+use crate::state::{self, ContainerRecord, PodRecord, Registry};
+use crate::status;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request handler needs: built once in `main`, shared read-only.
+pub struct Node {
+    pub cfg: Config,
+    pub registry: Registry,
+}
+
+pub const JOB_SCRIPT: &str = "job.sh";
+pub const JOB_LOG: &str = "job.log";
+
+/// `POST /create`: writes the pod's files, starts its job and answers with the job id. A
+/// second create of a known UID answers the same id and starts nothing.
+pub async fn create(node: &Arc<Node>, body: &[u8]) -> Result<CreateResponse, ApiError> {
+    let data = pod::parse_create(body)?;
+    let plan = pod::plan(
+        &data,
+        &PlanDefaults {
+            image_prefix: &node.cfg.image_prefix,
+            default_grace_seconds: 30,
+        },
+    )?;
+    let deleted = || {
+        ApiError::Conflict(format!(
+            "pod {}: uid {} was deleted on this node already; not starting it again",
+            plan.key(),
+            plan.uid
+        ))
+    };
+    if node.registry.was_deleted(&plan.uid) {
+        return Err(deleted());
+    }
+    let entry = node.registry.entry(&plan.uid);
+    let _op = entry.op.lock().await;
+    if let Some(rec) = entry.record() {
+        tracing::info!(pod = %rec.key(), jid = %rec.jid(), "create of a known pod: nothing started");
+        return Ok(CreateResponse {
+            pod_uid: rec.uid.clone(),
+            pod_jid: rec.jid(),
+        });
+    }
+    if node.registry.was_deleted(&plan.uid) {
+        return Err(deleted());
+    }
+    let dir = node.registry.pod_dir(&plan.namespace, &plan.uid);
+    let key = plan.key();
+    let n = node.clone();
+    let rec = smol::unblock(move || start(&n.cfg, &dir, &plan))
+        .await
+        .map_err(|e| {
+            tracing::error!(pod = %key, "create failed: {e}");
+            ApiError::Internal(format!("pod {key}: could not start: {e}"))
+        })?;
+    tracing::info!(pod = %rec.key(), uid = %rec.uid, jid = %rec.jid(), "pod started");
+    let resp = CreateResponse {
+        pod_uid: rec.uid.clone(),
+        pod_jid: rec.jid(),
+    };
+    entry.set_record(Some(Arc::new(rec)));
+    Ok(resp)
+}
+
+/// Writes the pod directory and starts job.sh; on failure removes what it wrote.
+fn start(cfg: &Config, dir: &Path, plan: &PodPlan) -> io::Result<PodRecord> {
+    let result = write_and_spawn(cfg, dir, plan);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn write_and_spawn(cfg: &Config, dir: &Path, plan: &PodPlan) -> io::Result<PodRecord> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&cfg.data_root)?;
+    // The pod directory holds env values (secrets among them): the plugin's user only.
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let ctx = ScriptContext {
+        pod_dir: dir,
+        apptainer: &cfg.apptainer,
+        default_options: &cfg.default_options,
+        tsocks: cfg
+            .tsocks
+            .as_ref()
+            .map(|t| (t.library.as_path(), t.login_node.as_str())),
+    };
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join(script::container_dir(&c.name)))?;
+        write_file(
+            &dir.join(script::env_file(&c.name)),
+            script::render_env_file(&c.env).as_bytes(),
+            0o600,
+        )?;
+    }
+    let job = dir.join(JOB_SCRIPT);
+    write_file(&job, script::render_job(&ctx, plan).as_bytes(), 0o700)?;
+    let records = |list: &[crate::plan::ContainerPlan]| {
+        list.iter()
+            .map(|c| ContainerRecord {
+                name: c.name.clone(),
+                image: c.image.clone(),
+            })
+            .collect()
+    };
+    let spawned = process::spawn(&cfg.bash, &job, dir, &dir.join(JOB_LOG))?;
+    let rec = PodRecord {
+        uid: plan.uid.clone(),
+        namespace: plan.namespace.clone(),
+        name: plan.name.clone(),
+        pid: spawned.pid,
+        start_ticks: spawned.start_ticks,
+        grace_seconds: plan.grace_seconds,
+        init_containers: records(&plan.init_containers),
+        containers: records(&plan.containers),
+    };
+    if let Err(e) = state::write_record(dir, &rec) {
+        // Without a record a restarted daemon could not find the pod: do not leave it running.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(spawned.pid).expect("spawned pid is positive"),
+            rustix::process::Signal::KILL,
+        );
+        process::reap(spawned.pid);
+        return Err(e);
+    }
+    Ok(rec)
+}
+
+/// Creates (or replaces) a file with exactly `mode`, whatever the umask.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let _ = fs::remove_file(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(bytes)?;
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// Parses the pod array of `/status` and `/delete` bodies.
+fn parse_pods(what: &str, body: &[u8]) -> Result<Vec<PodRef>, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| pod::json_error(what, e))
+}
+
+/// `GET /status` with a non-empty pod list. Unknown pods are left out (a create in flight, or
+/// a pod deleted here): never reported as terminated.
+pub fn status(node: &Node, pods: &[PodRef]) -> Result<Vec<PodStatusOut>, ApiError> {
+    let mut out = Vec::with_capacity(pods.len());
+    for (i, p) in pods.iter().enumerate() {
+        let uid = p
+            .metadata
+            .uid
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "status: pod [{i}] ({}) has no metadata.uid",
+                    p.metadata.name.as_deref().unwrap_or("?")
+                ))
+            })?;
+        if let Some(rec) = node.registry.get(uid) {
+            out.push(status_of(node, &rec));
+        }
+    }
+    Ok(out)
+}
+
+fn status_of(node: &Node, rec: &PodRecord) -> PodStatusOut {
+    let dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
+    status::pod_status(&dir, rec, process::is_alive(&rec.job()))
+}
+
+/// Whether a `/status` body is the ping (`[]`), answered without touching any pod.
+pub fn parse_status_body(body: &[u8]) -> Result<Vec<PodRef>, ApiError> {
+    parse_pods("status", body)
+}
+
+/// `POST /delete`: stops every process of the pod (SIGTERM, grace, SIGKILL) and removes its
+/// directory. Unknown pods are fine: delete is idempotent.
+pub async fn delete(node: &Arc<Node>, body: &[u8]) -> Result<String, ApiError> {
+    // The contract sends one pod; an array is accepted like create's 0.4 form.
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| body[i]);
+    let pods = if trimmed == Some(b'[') {
+        parse_pods("delete", body)?
+    } else {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        vec![serde_path_to_error::deserialize(de).map_err(|e| pod::json_error("delete", e))?]
+    };
+    let mut said = Vec::new();
+    for p in &pods {
+        said.push(delete_one(node, p).await?);
+    }
+    Ok(said.join("\n"))
+}
+
+async fn delete_one(node: &Arc<Node>, p: &PodRef) -> Result<String, ApiError> {
+    let name = p.metadata.name.as_deref().unwrap_or("?");
+    let uid = p
+        .metadata
+        .uid
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("delete: pod {name:?} has no metadata.uid")))?;
+    let entry = node.registry.entry(uid);
+    let _op = entry.op.lock().await;
+    let Some(rec) = entry.record() else {
+        node.registry.forget(uid);
+        return Ok(format!(
+            "pod {name} (uid {uid}) is not known here; nothing to delete"
+        ));
+    };
+    // kubectl delete --grace-period arrives as deletionGracePeriodSeconds.
+    let asked = p
+        .metadata
+        .deletion_grace_period_seconds
+        .or(p
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds))
+        .map(|g| g.max(0) as u64)
+        .unwrap_or(rec.grace_seconds);
+    let grace = Duration::from_secs(asked.min(node.cfg.max_grace_seconds));
+    let outcome = process::terminate(
+        rec.job(),
+        grace,
+        Duration::from_millis(node.cfg.kill_poll_ms),
+    )
+    .await;
+    let dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
+    let removed = smol::unblock(move || remove_pod_dir(&dir)).await;
+    entry.set_record(None);
+    node.registry.forget(uid);
+    tracing::info!(pod = %rec.key(), uid, killed = outcome.killed, left = outcome.left, "pod deleted");
+    if let Err(e) = removed {
+        tracing::error!(pod = %rec.key(), "could not remove the pod directory: {e}");
+        return Err(ApiError::Internal(format!(
+            "pod {}: stopped, but its directory could not be removed: {e}",
+            rec.key()
+        )));
+    }
+    Ok(match (outcome.killed, outcome.left) {
+        (_, n) if n > 0 => format!(
+            "pod {} deleted; {n} process(es) did not die after SIGKILL",
+            rec.key()
+        ),
+        (true, _) => format!(
+            "pod {} deleted (killed after the {}s grace period)",
+            rec.key(),
+            grace.as_secs()
+        ),
+        (false, _) => format!("pod {} deleted", rec.key()),
+    })
+}
+
+fn remove_pod_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// `GET /getLogs`: the path of the container's merged log, after checking that pod and
+/// container exist. Reading and streaming it is the caller's.
+pub fn log_path(node: &Node, req: &LogRequest) -> Result<PathBuf, ApiError> {
+    let rec = node.registry.get(&req.pod_uid).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "pod {}/{} (uid {}) is not known on this node",
+            req.namespace, req.pod_name, req.pod_uid
+        ))
+    })?;
+    let known = rec
+        .init_containers
+        .iter()
+        .chain(&rec.containers)
+        .any(|c| c.name == req.container_name);
+    if !known {
+        return Err(ApiError::NotFound(format!(
+            "pod {} has no container {:?}",
+            rec.key(),
+            req.container_name
+        )));
+    }
+    Ok(node
+        .registry
+        .pod_dir(&rec.namespace, &rec.uid)
+        .join(script::log_file(&req.container_name)))
+}
+
+/// Pod counts by phase, computed as the Virtual Kubelet does from container states.
+pub fn phase_counts(node: &Node) -> PhaseCounts {
+    let mut counts = PhaseCounts::default();
+    for rec in node.registry.all() {
+        let st = status_of(node, &rec);
+        let states: Vec<_> = st
+            .init_containers
+            .iter()
+            .chain(&st.containers)
+            .filter_map(|c| c.state.as_ref())
+            .collect();
+        counts.total += 1;
+        if states.iter().any(|s| s.running.is_some()) {
+            counts.running += 1;
+        } else if st
+            .containers
+            .iter()
+            .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+        {
+            let ok = states
+                .iter()
+                .all(|s| s.terminated.as_ref().is_some_and(|t| t.exit_code == 0));
+            if ok {
+                counts.succeeded += 1;
+            } else {
+                counts.failed += 1;
+            }
+        } else {
+            counts.pending += 1;
+        }
+    }
+    counts
+}
+
+/// Collects finished jobs that nobody asked about, so no zombie waits for the next status.
+pub async fn reap_forever(node: Arc<Node>) {
+    loop {
+        smol::Timer::after(Duration::from_millis(node.cfg.reap_interval_ms)).await;
+        for rec in node.registry.all() {
+            process::reap(rec.pid);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Pure rendering of a pod's `job.sh` and its containers' env files from a `PodPlan`: text in,
+//! text out, no I/O and no clock. Every byte a pod author wrote reaches the script only through
+//! `quote`, so nothing of theirs is ever interpreted by a shell.
+
+use crate::plan::{ContainerPlan, PodPlan, Verb};
+use std::path::{Path, PathBuf};
+
+/// Where files of one container live, relative to the pod directory. The daemon's readers use
+/// the same functions, so the layout is defined once.
+pub fn container_dir(name: &str) -> PathBuf {
+    Path::new("containers").join(name)
+}
+pub fn status_file(name: &str) -> PathBuf {
+    container_dir(name).join("status")
+}
+pub fn log_file(name: &str) -> PathBuf {
+    container_dir(name).join("log")
+}
+pub fn env_file(name: &str) -> PathBuf {
+    container_dir(name).join("env")
+}
+
+/// What the script needs besides the plan: the node's configuration and the pod's directory.
+#[derive(Debug, Clone)]
+pub struct ScriptContext<'a> {
+    pub pod_dir: &'a Path,
+    pub apptainer: &'a Path,
+    pub default_options: &'a [String],
+    /// (library, login node) when Tsocks is configured.
+    pub tsocks: Option<(&'a Path, &'a str)>,
+}
+
+/// Single-quotes `s` for bash: the result is one word whose value is exactly `s`. Inside single
+/// quotes nothing is special except `'` itself, written as `'\''`. NUL bytes cannot be passed
+/// at all and are refused before a plan is built.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn quote_path(p: &Path) -> String {
+    quote(&p.to_string_lossy())
+}
+
+/// The env file for `--env-file`: apptainer reads it with a shell in allexport mode, so each
+/// value is single-quoted and arrives byte-exact (with `--no-eval`).
+pub fn render_env_file(env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in env {
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&quote(v));
+        out.push('\n');
+    }
+    out
+}
+
+/// The apptainer command line of one container, as words (unquoted).
+pub fn apptainer_argv(ctx: &ScriptContext<'_>, c: &ContainerPlan) -> Vec<String> {
+    let mut argv = vec![
+        ctx.apptainer.to_string_lossy().into_owned(),
+        match c.verb {
+            Verb::Exec => "exec".to_string(),
+            Verb::Run => "run".to_string(),
+        },
+    ];
+    argv.extend(ctx.default_options.iter().cloned());
+    // Without --no-eval apptainer shell-evaluates env values and run arguments itself.
+    if !ctx.default_options.iter().any(|o| o == "--no-eval") {
+        argv.push("--no-eval".into());
+    }
+    if let Some(dir) = &c.working_dir {
+        argv.push("--pwd".into());
+        argv.push(dir.clone());
+    }
+    argv.push("--env-file".into());
+    argv.push(
+        ctx.pod_dir
+            .join(env_file(&c.name))
+            .to_string_lossy()
+            .into_owned(),
+    );
+    argv.extend(c.extra_options.iter().cloned());
+    argv.push(c.resolved_image.clone());
+    argv.extend(c.argv.iter().cloned());
+    argv
+}
+
+const PROLOGUE: &str = r#"set -u
+
+# ts: the current time as seconds.fraction into REPLY, without a fork where bash can.
+ts() {
+  REPLY=${EPOCHREALTIME:-}
+  if [[ -z $REPLY ]]; then REPLY=$(date +%s.%N); fi
+}
+
+# run_container NAME ARGV...: runs one container with stdin from /dev/null and stdout and
+# stderr merged into its log, and appends its start and exit to its status file.
+run_container() {
+  local name=$1 rc
+  shift
+  # A caught SIGTERM lets this shell outlive the container it waits for and record its exit;
+  # the container itself gets the default action back at exec.
+  trap ':' TERM
+  ts
+  printf 'start %s\n' "$REPLY" >>"containers/$name/status"
+  "$@" </dev/null >>"containers/$name/log" 2>&1
+  rc=$?
+  ts
+  printf 'exit %s %s\n' "$rc" "$REPLY" >>"containers/$name/status"
+  return "$rc"
+}
+
+trap ':' TERM
+"#;
+
+/// Renders the whole `job.sh` for a pod.
+pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
+    let mut s = String::new();
+    s.push_str("#!/bin/bash\n");
+    s.push_str(&format!(
+        "# job.sh of pod {} (uid {}), written by apptainer-plugin.\n",
+        plan.key().escape_debug(),
+        plan.uid.escape_debug()
+    ));
+    s.push_str("# Each container's start and exit go to containers/<name>/status, its output to\n");
+    s.push_str(
+        "# containers/<name>/log; the daemon reads both, also after a restart of its own.\n",
+    );
+    s.push_str(PROLOGUE);
+    s.push_str(&format!("cd -- {} || exit 1\n", quote_path(ctx.pod_dir)));
+
+    if let Some((lib, login)) = ctx.tsocks {
+        s.push_str(
+            "\n# Tsocks: the node reaches the outside through a SOCKS tunnel to the login node.\n",
+        );
+        s.push_str(&format!(
+            "ssh -4 -N -D 9050 -- {} </dev/null &\ntunnel=$!\n",
+            quote(login)
+        ));
+        s.push_str(&format!("export LD_PRELOAD={}\n", quote_path(lib)));
+    }
+
+    if !plan.init_containers.is_empty() {
+        s.push_str("\n# Init containers, one after another; the first failure ends the pod.\n");
+        for c in &plan.init_containers {
+            s.push_str(&command_line(ctx, c));
+            s.push_str(" || exit 1\n");
+        }
+    }
+
+    s.push_str("\n# Containers, concurrently.\npids=()\n");
+    for c in &plan.containers {
+        s.push_str(&command_line(ctx, c));
+        s.push_str(" &\npids+=($!)\n");
+    }
+    s.push_str(
+        r#"
+# Wait for every container; a SIGTERM interrupts `wait`, so wait again until each is gone.
+for pid in "${pids[@]}"; do
+  wait "$pid"
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
+done
+"#,
+    );
+    if ctx.tsocks.is_some() {
+        s.push_str("kill \"$tunnel\" 2>/dev/null\n");
+    }
+    s.push_str("exit 0\n");
+    s
+}
+
+fn command_line(ctx: &ScriptContext<'_>, c: &ContainerPlan) -> String {
+    let mut line = format!("run_container {}", quote(&c.name));
+    for w in apptainer_argv(ctx, c) {
+        line.push(' ');
+        line.push_str(&quote(&w));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Values that break naive quoting: each must come back byte-exact from a real bash.
+    pub const NASTY: &[&str] = &[
+        "",
+        "plain",
+        "it's",
+        "'",
+        "''",
+        "\"double\"",
+        "$HOME",
+        "${HOME}",
+        "`id`",
+        "$(id)",
+        "back\\slash",
+        "\\'",
+        "new\nline",
+        "trailing newline\n",
+        "tab\tand space ",
+        "!bang !! history",
+        "*glob?[a]",
+        "~",
+        "; rm -rf / #",
+        "emoji 🚀 accents éàü",
+        "-n",
+        "--flag=value",
+        "a\u{7f}b\u{1}c",
+    ];
+
+    #[test]
+    fn quote_round_trips_through_bash() {
+        let mut script = String::from("printf '%s\\0'");
+        for v in NASTY {
+            script.push(' ');
+            script.push_str(&quote(v));
+        }
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let got: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+        let want: Vec<&[u8]> = NASTY
+            .iter()
+            .map(|s| s.as_bytes())
+            .chain([&b""[..]])
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn env_file_round_trips_through_an_allexport_shell() {
+        let env: Vec<(String, String)> = NASTY
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("V{i}"), v.to_string()))
+            .collect();
+        let dir = std::env::temp_dir().join(format!("envfile-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("env");
+        std::fs::write(&file, render_env_file(&env)).unwrap();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("set -a; source \"$1\"; set +a; for i in $(seq 0 $2); do v=V$i; printf '%s\\0' \"${!v}\"; done")
+            .arg("bash")
+            .arg(&file)
+            .arg((NASTY.len() - 1).to_string())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let got: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+        let want: Vec<&[u8]> = NASTY
+            .iter()
+            .map(|s| s.as_bytes())
+            .chain([&b""[..]])
+            .collect();
+        assert_eq!(got, want);
+    }
+}

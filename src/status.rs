@@ -1,0 +1,308 @@
+//! A pod's status from what job.sh wrote (`containers/<name>/status`) and whether its job still
+//! runs. Reads small files only: no subprocess and no waiting on this path, which interLink
+//! calls every few seconds for every pod.
+
+use crate::api::PodStatusOut;
+use crate::script::status_file;
+use crate::state::{ContainerRecord, PodRecord};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use std::path::Path;
+
+/// One instance of a container, as job.sh recorded it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Instance {
+    pub started: Option<Timestamp>,
+    pub exit: Option<(i32, Option<Timestamp>)>,
+}
+
+/// Parses `start <time>` / `exit <code> <time>` lines; an unfinished last line (job.sh is
+/// writing it right now) is ignored.
+pub fn parse_status(text: &str) -> Vec<Instance> {
+    let mut runs: Vec<Instance> = Vec::new();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    for line in complete.lines() {
+        let mut w = line.split(' ');
+        match (w.next(), w.next(), w.next()) {
+            (Some("start"), Some(t), None) => runs.push(Instance {
+                started: parse_time(t),
+                exit: None,
+            }),
+            (Some("exit"), Some(code), Some(t)) => {
+                let Ok(code) = code.parse::<i32>() else {
+                    continue;
+                };
+                match runs.last_mut() {
+                    Some(last) if last.exit.is_none() => last.exit = Some((code, parse_time(t))),
+                    _ => runs.push(Instance {
+                        started: None,
+                        exit: Some((code, parse_time(t))),
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+/// `seconds.fraction` (bash's EPOCHREALTIME, whose separator follows the locale) → time.
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    let (secs, frac) = match s.find(['.', ',']) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    };
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos: i32 = if digits.is_empty() {
+        0
+    } else {
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        format!("{digits:0<9}").parse().ok()?
+    };
+    Timestamp::new(secs, nanos).ok()
+}
+
+fn read_instances(dir: &Path, name: &str) -> Vec<Instance> {
+    std::fs::read_to_string(dir.join(status_file(name)))
+        .map(|t| parse_status(&t))
+        .unwrap_or_default()
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated(
+    code: i32,
+    started: Option<Timestamp>,
+    finished: Option<Timestamp>,
+    message: Option<String>,
+) -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: code,
+            // bash reports a child killed by signal N as 128+N.
+            signal: (129..=192).contains(&code).then_some(code - 128),
+            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+            message,
+            started_at: started.map(Time),
+            finished_at: finished.map(Time),
+            container_id: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Why a container that never started will not start: the failed init container, if any.
+fn not_started_message(init_failure: Option<&(String, i32)>) -> String {
+    match init_failure {
+        Some((name, code)) => {
+            format!("not started: init container {name:?} failed with exit code {code}")
+        }
+        None => "not started: the pod's job ended before this container could start".into(),
+    }
+}
+
+fn container_status(
+    c: &ContainerRecord,
+    runs: &[Instance],
+    alive: bool,
+    waiting_reason: &str,
+    init_failure: Option<&(String, i32)>,
+) -> ContainerStatus {
+    let state = match runs.last() {
+        None if alive => waiting(waiting_reason, None),
+        None => ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 1,
+                reason: Some("ContainerCannotRun".into()),
+                message: Some(not_started_message(init_failure)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Some(Instance {
+            started,
+            exit: None,
+        }) if alive => ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: started.map(Time),
+            }),
+            ..Default::default()
+        },
+        Some(Instance {
+            started,
+            exit: None,
+        }) => terminated(
+            137,
+            *started,
+            None,
+            Some(
+                "the pod's job ended while this container was running (killed from outside?)"
+                    .into(),
+            ),
+        ),
+        Some(Instance {
+            started,
+            exit: Some((code, finished)),
+        }) => terminated(*code, *started, *finished, None),
+    };
+    let running = state.running.is_some();
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        image_id: String::new(),
+        ready: running,
+        started: Some(running),
+        restart_count: runs.len().saturating_sub(1) as i32,
+        last_state: Some(ContainerState::default()),
+        state: Some(state),
+        ..Default::default()
+    }
+}
+
+/// The status of one pod as interLink expects it.
+pub fn pod_status(dir: &Path, rec: &PodRecord, alive: bool) -> PodStatusOut {
+    let mut init_failure: Option<(String, i32)> = None;
+    let mut init_done = true;
+    let mut init = Vec::with_capacity(rec.init_containers.len());
+    for c in &rec.init_containers {
+        let runs = read_instances(dir, &c.name);
+        match runs.last().and_then(|r| r.exit) {
+            Some((0, _)) => {}
+            Some((code, _)) => {
+                init_done = false;
+                init_failure.get_or_insert((c.name.clone(), code));
+            }
+            None => init_done = false,
+        }
+        init.push(container_status(
+            c,
+            &runs,
+            alive,
+            "PodInitializing",
+            init_failure.as_ref(),
+        ));
+    }
+    let reason = if init_done {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let containers = rec
+        .containers
+        .iter()
+        .map(|c| {
+            container_status(
+                c,
+                &read_instances(dir, &c.name),
+                alive,
+                reason,
+                init_failure.as_ref(),
+            )
+        })
+        .collect();
+    PodStatusOut {
+        name: rec.name.clone(),
+        uid: rec.uid.clone(),
+        namespace: rec.namespace.clone(),
+        jid: rec.jid(),
+        containers,
+        init_containers: init,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("1700000000.5").unwrap().to_string(),
+            "2023-11-14T22:13:20.5Z"
+        );
+        assert_eq!(
+            parse_time("1700000000,250000").unwrap().subsec_nanosecond(),
+            250_000_000
+        );
+        assert_eq!(parse_time("1700000000").unwrap().as_second(), 1_700_000_000);
+        assert!(parse_time("x").is_none());
+        assert!(parse_time("1.x").is_none());
+    }
+
+    #[test]
+    fn status_lines() {
+        let runs = parse_status("start 1.0\nexit 3 2.0\nstart 3.0\nexit 0 4.5\nstart 5");
+        assert_eq!(runs.len(), 2, "the unfinished line is not read yet");
+        assert_eq!(runs[0].exit.unwrap().0, 3);
+        assert_eq!(runs[1].exit.unwrap().0, 0);
+        assert!(parse_status("").is_empty());
+        assert!(parse_status("start 1.0\n").last().unwrap().exit.is_none());
+        assert!(parse_status("garbage\nexit x 1\n").is_empty());
+    }
+
+    #[test]
+    fn states() {
+        let c = ContainerRecord {
+            name: "c".into(),
+            image: "i".into(),
+        };
+        let s = |runs: &[Instance], alive| {
+            container_status(&c, runs, alive, "ContainerCreating", None)
+                .state
+                .unwrap()
+        };
+        assert!(s(&[], true).waiting.is_some());
+        assert_eq!(
+            s(&[], false).terminated.unwrap().reason.as_deref(),
+            Some("ContainerCannotRun")
+        );
+        let started = Instance {
+            started: parse_time("1"),
+            exit: None,
+        };
+        assert!(s(std::slice::from_ref(&started), true).running.is_some());
+        assert_eq!(
+            s(std::slice::from_ref(&started), false)
+                .terminated
+                .unwrap()
+                .exit_code,
+            137
+        );
+        let killed = Instance {
+            started: parse_time("1"),
+            exit: Some((137, parse_time("2"))),
+        };
+        let t = s(&[killed], false).terminated.unwrap();
+        assert_eq!(
+            (t.exit_code, t.signal, t.reason.as_deref()),
+            (137, Some(9), Some("Error"))
+        );
+        let ok = Instance {
+            started: parse_time("1"),
+            exit: Some((0, parse_time("2"))),
+        };
+        let t = s(&[ok], true).terminated.unwrap();
+        assert_eq!(
+            (t.exit_code, t.signal, t.reason.as_deref()),
+            (0, None, Some("Completed"))
+        );
+    }
+}
