@@ -28,13 +28,6 @@ pub struct RetrievedContainer {
     pub projected_volume_maps: Option<Vec<ConfigMap>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum CreateBody {
-    One(Box<RetrievedPodData>),
-    Many(Vec<RetrievedPodData>),
-}
-
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct CreateResponse {
     #[serde(rename = "PodUID")]

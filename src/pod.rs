@@ -2,7 +2,7 @@
 //! names the pod, the field and the problem. After this, nothing derived from the request is
 //! trusted blindly elsewhere, and nothing here touches the disk or a process.
 
-use crate::api::{CreateBody, RetrievedPodData};
+use crate::api::RetrievedPodData;
 use crate::error::ApiError;
 use crate::plan::{ContainerPlan, PodPlan, Verb};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -20,14 +20,22 @@ pub struct PlanDefaults<'a> {
 /// Parses a `/create` body: a `RetrievedPodData` object or a 0.4-style array (first element).
 pub fn parse_create(body: &[u8]) -> Result<RetrievedPodData, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let parsed: CreateBody =
-        serde_path_to_error::deserialize(de).map_err(|e| json_error("create", e))?;
-    match parsed {
-        CreateBody::One(one) => Ok(*one),
-        CreateBody::Many(many) => many.into_iter().next().ok_or_else(|| {
+    // Dispatch on the first byte rather than an untagged enum: serde's untagged errors cannot
+    // say which field was wrong.
+    if first_byte(body) == Some(b'[') {
+        let many: Vec<RetrievedPodData> =
+            serde_path_to_error::deserialize(de).map_err(|e| json_error("create", e))?;
+        many.into_iter().next().ok_or_else(|| {
             ApiError::BadRequest("create: the body is an empty array; expected one pod".into())
-        }),
+        })
+    } else {
+        serde_path_to_error::deserialize(de).map_err(|e| json_error("create", e))
     }
+}
+
+/// The first byte that is not blank: tells an array body from an object.
+pub fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
 /// Turns a serde error into a 400 that says where in the body it happened.
