@@ -9,9 +9,11 @@ use crate::sysinfo::VersionCache;
 use async_net::unix::UnixListener;
 use async_net::TcpListener;
 use http_types::{Body, Request, Response, StatusCode};
+use smol::future::FutureExt;
 use smol::io::AsyncReadExt;
 use smol::Executor;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -67,7 +69,17 @@ pub async fn serve(ex: Arc<Executor<'static>>, server: Arc<Server>, listener: Li
                 ex.spawn(async move {
                     let endpoint = |req| {
                         let server = server.clone();
-                        async move { Ok(handle(&server, req).await) }
+                        async move {
+                            // A bug must cost one answer, not the daemon and every pod's status.
+                            let answer =
+                                AssertUnwindSafe(handle(&server, req)).catch_unwind().await;
+                            Ok(answer.unwrap_or_else(|_| {
+                                error_response(&ApiError::Internal(
+                                    "the plugin hit an internal error while answering; see its log"
+                                        .into(),
+                                ))
+                            }))
+                        }
                     };
                     let result = match conn {
                         Conn::Tcp(s) => async_h1::accept(s, endpoint).await,
@@ -107,10 +119,20 @@ pub async fn handle(server: &Server, mut req: Request) -> Response {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
+        let started = std::time::Instant::now();
         let result = route(server, &path, &body).await;
         match result {
             Ok(resp) => {
-                tracing::debug!(status = u16::from(resp.status()), "answered");
+                let (code, ms) = (
+                    u16::from(resp.status()),
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
+                // interLink asks for every pod's status every few seconds: keep those quiet.
+                if path == "/status" {
+                    tracing::debug!(status = code, ms, "answered");
+                } else {
+                    tracing::info!(status = code, ms, "answered");
+                }
                 resp
             }
             Err(e) => {

@@ -91,16 +91,23 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 /// leader, and the descendants of anything already `known` (orphans that escaped into their
 /// own session are re-parented, so what was seen once stays tracked by PID and start time).
 fn members(job: &Job, known: &HashMap<i32, u64>) -> HashMap<i32, u64> {
+    // A failed read of /proc (out of file descriptors, say) must not pass for "all gone".
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return HashMap::new();
+        return known.clone();
     };
-    let all: Vec<(i32, Stat)> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| Some((pid, stat(pid)?)))
-        .filter(|(_, s)| s.state != b'Z')
-        .collect();
     let mut found: HashMap<i32, u64> = HashMap::new();
+    let mut all: Vec<(i32, Stat)> = Vec::new();
+    for pid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(text) => all.extend(parse_stat(&text).filter(|s| s.state != b'Z').map(|s| (pid, s))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) => {}
+            Err(_) => {
+                if let Some(&ticks) = known.get(&pid) {
+                    found.insert(pid, ticks);
+                }
+            }
+        }
+    }
     let group_ours = group_is_ours(job);
     for (pid, s) in &all {
         let seen_before = known.get(pid) == Some(&s.start_ticks);

@@ -67,18 +67,10 @@ pub struct Daemon {
     log: Arc<Mutex<String>>,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub socket: bool,
     pub extra_yaml: String,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            socket: false,
-            extra_yaml: String::new(),
-        }
-    }
 }
 
 impl Daemon {
@@ -439,4 +431,16 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
             !zombie && String::from_utf8_lossy(&cmd).contains(marker)
         })
         .collect()
+}
+
+/// `ps` lines of the given processes, for assertion messages.
+pub fn describe(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{stat} :: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
