@@ -129,9 +129,9 @@ pub async fn handle(server: &Server, mut req: Request) -> Response {
                 );
                 // interLink asks for every pod's status every few seconds: keep those quiet.
                 if path == "/status" {
-                    tracing::debug!(status = code, ms, "answered");
+                    tracing::debug!(status = code, ms = %ms, "answered");
                 } else {
-                    tracing::info!(status = code, ms, "answered");
+                    tracing::info!(status = code, ms = %ms, "answered");
                 }
                 resp
             }

@@ -97,9 +97,16 @@ fn members(job: &Job, known: &HashMap<i32, u64>) -> HashMap<i32, u64> {
     };
     let mut found: HashMap<i32, u64> = HashMap::new();
     let mut all: Vec<(i32, Stat)> = Vec::new();
-    for pid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+    for pid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(text) => all.extend(parse_stat(&text).filter(|s| s.state != b'Z').map(|s| (pid, s))),
+            Ok(text) => all.extend(
+                parse_stat(&text)
+                    .filter(|s| s.state != b'Z')
+                    .map(|s| (pid, s)),
+            ),
             Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) => {}
             Err(_) => {
                 if let Some(&ticks) = known.get(&pid) {

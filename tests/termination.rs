@@ -5,27 +5,41 @@
 mod common;
 use common::*;
 use serde_json::json;
+use serde_json::Value;
 use std::time::{Duration, Instant};
+
+/// A marker unique to this test process and `n`, used as a `sleep` argument so that the pod's
+/// processes can be found in /proc.
+fn marker(n: u32) -> String {
+    format!("1000.{}{n}", std::process::id())
+}
+
+/// Creates a one-container pod running `script` and waits until a process showing `marker`
+/// runs.
+fn start_marked(d: &Daemon, name: &str, script: &str, marker: &str, grace: i64) -> Value {
+    let pod = pod_with(name, vec![sh("c", script)], vec![], grace);
+    d.create(&pod);
+    d.wait_state(&pod, "c", "running");
+    assert!(wait_for(Duration::from_secs(5), || !processes_with(marker)
+        .is_empty()));
+    pod
+}
+
+fn assert_no_process_with(marker: &str) {
+    let left = processes_with(marker);
+    assert!(
+        left.is_empty(),
+        "no process of the pod may be left:\n{}",
+        describe(&left)
+    );
+}
 
 #[test]
 fn delete_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
     let d = Daemon::start();
-    let marker = format!("1000.{}1", std::process::id());
-    let pod = pod_with(
-        "stubborn",
-        vec![sh(
-            "c",
-            &format!("trap '' TERM; echo ready; sleep {marker}; echo not-reached"),
-        )],
-        vec![],
-        1,
-    );
-    d.create(&pod);
-    d.wait_state(&pod, "c", "running");
-    assert!(wait_for(Duration::from_secs(5), || !processes_with(
-        &marker
-    )
-    .is_empty()));
+    let m = marker(1);
+    let script = format!("trap '' TERM; echo ready; sleep {m}; echo not-reached");
+    let pod = start_marked(&d, "stubborn", &script, &m, 1);
     let t0 = Instant::now();
     let r = d.delete(&pod);
     let took = t0.elapsed();
@@ -35,61 +49,29 @@ fn delete_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
     );
     assert!(took < Duration::from_secs(6), "then SIGKILL: {took:?}");
     assert!(r.text().contains("killed after"), "{}", r.text());
-    assert_eq!(
-        processes_with(&marker),
-        Vec::<i32>::new(),
-        "no process of the pod is left"
-    );
+    assert_no_process_with(&m);
     assert!(!d.pod_dir(&pod).exists());
 }
 
 #[test]
 fn delete_is_quick_when_the_pod_stops_on_sigterm() {
     let d = Daemon::start();
-    let marker = format!("1000.{}2", std::process::id());
-    let pod = pod_with(
-        "polite",
-        vec![sh("c", &format!("exec sleep {marker}"))],
-        vec![],
-        30,
-    );
-    d.create(&pod);
-    d.wait_state(&pod, "c", "running");
-    assert!(wait_for(Duration::from_secs(5), || !processes_with(
-        &marker
-    )
-    .is_empty()));
+    let m = marker(2);
+    let pod = start_marked(&d, "polite", &format!("exec sleep {m}"), &m, 30);
     let t0 = Instant::now();
     d.delete(&pod);
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    assert!(processes_with(&marker).is_empty());
+    assert_no_process_with(&m);
 }
 
 #[test]
 fn delete_reaches_processes_that_escaped_into_their_own_session() {
     let d = Daemon::start();
-    let marker = format!("1000.{}3", std::process::id());
-    let pod = pod_with(
-        "escape",
-        vec![sh(
-            "c",
-            &format!("setsid sh -c 'trap \"\" TERM; sleep {marker}' & sleep 1000"),
-        )],
-        vec![],
-        1,
-    );
-    d.create(&pod);
-    d.wait_state(&pod, "c", "running");
-    assert!(wait_for(Duration::from_secs(5), || !processes_with(
-        &marker
-    )
-    .is_empty()));
+    let m = marker(3);
+    let script = format!("setsid sh -c 'trap \"\" TERM; sleep {m}' & sleep 1000");
+    let pod = start_marked(&d, "escape", &script, &m, 1);
     d.delete(&pod);
-    assert_eq!(
-        processes_with(&marker),
-        Vec::<i32>::new(),
-        "the escaped process is killed too"
-    );
+    assert_no_process_with(&m);
 }
 
 #[test]
@@ -134,7 +116,7 @@ fn the_daemon_killed_mid_pod_finds_the_pod_again() {
 #[test]
 fn a_restarted_daemon_can_stop_a_running_pod() {
     let mut d = Daemon::start();
-    let marker = format!("1000.{}4", std::process::id());
+    let marker = marker(4);
     let pod = pod_with("keep", vec![sh("c", &format!("sleep {marker}"))], vec![], 1);
     d.create(&pod);
     d.wait_state(&pod, "c", "running");
@@ -149,13 +131,13 @@ fn a_restarted_daemon_can_stop_a_running_pod() {
     assert!(d.log().contains("1 pod(s) found"), "{}", d.log());
     d.wait_state(&pod, "c", "running");
     d.delete(&pod);
-    assert!(processes_with(&marker).is_empty());
+    assert_no_process_with(&marker);
 }
 
 #[test]
 fn fifty_pods_created_and_deleted_at_once_keep_to_themselves() {
     let d = std::sync::Arc::new(Daemon::start());
-    let marker = format!("1000.{}5", std::process::id());
+    let marker = marker(5);
     let pods: Vec<_> = (0..50)
         .map(|i| {
             let script = format!("echo pod-{i}; sleep {marker}");
@@ -198,11 +180,7 @@ fn fifty_pods_created_and_deleted_at_once_keep_to_themselves() {
     for h in delete {
         assert_eq!(h.join().unwrap(), 200);
     }
-    assert_eq!(
-        processes_with(&marker),
-        Vec::<i32>::new(),
-        "no process left"
-    );
+    assert_no_process_with(&marker);
     let left: Vec<_> = std::fs::read_dir(&d.data_root)
         .unwrap()
         .flatten()

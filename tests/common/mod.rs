@@ -439,7 +439,10 @@ pub fn describe(pids: &[i32]) -> String {
         .map(|p| {
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
             let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            format!("{stat} :: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            format!(
+                "{stat} :: {}",
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
