@@ -43,6 +43,7 @@ tag="bench-$$-${tmp##*.}"
 daemon_pid=
 drv="$tmp/drv.py"
 
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -70,7 +71,10 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ python driver
 cat >"$drv" <<'PY'
-import http.client, json, os, sys, time, uuid, statistics, math, threading
+import http.client, json, os, sys, time, uuid, statistics, math, threading, signal
+
+# Ctrl-C: die of SIGINT (no traceback) so that the calling shell stops too.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 def conn(port):
     # http.client speaks HTTP/1.1 and sends Host; one keep-alive connection per caller.
@@ -367,15 +371,19 @@ procs=$(python3 "$drv" procs "$tag" "$daemon_pid")
 say "$out; $procs"
 
 # ------------------------------------------------------------------ wrk: ping vs status
-run_wrk() { # run_wrk BODYFILE -> WRK_RESULT line
-    STATUS_BODY_FILE=$1 wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" --latency \
-        -s "$here/status.lua" "http://127.0.0.1:$port/status" | grep '^WRK_RESULT' || die "wrk failed"
+wrk_us=$(awk -v d="$WRK_DURATION" 'BEGIN{ n = d + 0; u = substr(d, length(n "") + 1)
+    print n * (u == "m" ? 60 : u == "h" ? 3600 : 1) * 1e6 }')
+run_wrk() { # run_wrk BODYFILE -> WRK_RESULT line in $wrk_out
+    wrk_out=$(STATUS_BODY_FILE=$1 wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" --latency \
+        -s "$here/status.lua" "http://127.0.0.1:$port/status" | grep '^WRK_RESULT') || die "wrk failed"
+    # wrk stops early and reports normally on Ctrl-C, and bash then ignores the SIGINT.
+    (($(kv duration_us "$wrk_out") >= wrk_us * 9 / 10)) || die "wrk was interrupted"
 }
 say "wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION: ping, status, ping, status"
-ping1=$(run_wrk "")
-stat1=$(run_wrk "$tmp/status-body.json")
-ping2=$(run_wrk "")
-stat2=$(run_wrk "$tmp/status-body.json")
+run_wrk ""; ping1=$wrk_out
+run_wrk "$tmp/status-body.json"; stat1=$wrk_out
+run_wrk ""; ping2=$wrk_out
+run_wrk "$tmp/status-body.json"; stat2=$wrk_out
 alive
 python3 "$drv" check-status "$port" "$tmp/status-body.json" >/dev/null ||
     say "WARNING: the wrk pod is not reported running after the wrk runs"

@@ -184,8 +184,11 @@ pub async fn terminate(job: Job, grace: Duration, poll: Duration) -> Terminated 
     }
     signal_all(&job, &procs, Signal::TERM);
     let deadline = Instant::now() + grace;
+    // Most pods stop within milliseconds of SIGTERM: look early, then every `poll`.
+    let mut wait = Duration::from_millis(5).min(poll);
     while Instant::now() < deadline {
-        smol::Timer::after(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+        smol::Timer::after(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+        wait = (wait * 2).min(poll);
         procs = scan(procs).await;
         if procs.is_empty() {
             return Terminated {
