@@ -97,10 +97,15 @@ pub fn apptainer_argv(ctx: &ScriptContext<'_>, c: &ContainerPlan) -> Vec<String>
 
 const PROLOGUE: &str = r#"set -u
 
-# ts: the current time as seconds.fraction into REPLY, without a fork where bash can.
+# ts: the current time as RFC 3339 UTC with microseconds into REPLY; no fork on bash >= 5.
 ts() {
-  REPLY=${EPOCHREALTIME:-}
-  if [[ -z $REPLY ]]; then REPLY=$(date +%s.%N); fi
+  local t=${EPOCHREALTIME:-}
+  if [[ -n $t ]]; then
+    # The fraction's separator follows the locale: split on either.
+    TZ=UTC printf -v REPLY '%(%Y-%m-%dT%H:%M:%S)T.%sZ' "${t%[.,]*}" "${t#*[.,]}"
+  else
+    REPLY=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+  fi
 }
 
 # run_container NAME ARGV...: runs one container with stdin from /dev/null and stdout and

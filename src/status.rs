@@ -53,23 +53,9 @@ pub fn parse_status(text: &str) -> Vec<Instance> {
     runs
 }
 
-/// `seconds.fraction` (bash's EPOCHREALTIME, whose separator follows the locale) → time.
+/// An RFC 3339 time as job.sh writes it (UTC, sub-second).
 pub fn parse_time(s: &str) -> Option<Timestamp> {
-    let (secs, frac) = match s.find(['.', ',']) {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, ""),
-    };
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i32 = if digits.is_empty() {
-        0
-    } else {
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        format!("{digits:0<9}").parse().ok()?
-    };
-    Timestamp::new(secs, nanos).ok()
+    s.parse().ok()
 }
 
 fn read_instances(dir: &Path, name: &str) -> Vec<Instance> {
@@ -232,29 +218,32 @@ pub fn pod_status(dir: &Path, rec: &PodRecord, alive: bool) -> PodStatusOut {
 mod tests {
     use super::*;
 
+    const A: &str = "2026-12-03T18:15:07.5Z";
+    const B: &str = "2026-12-03T18:15:09.25Z";
+
     #[test]
     fn times() {
-        assert_eq!(
-            parse_time("1700000000.5").unwrap().to_string(),
-            "2023-11-14T22:13:20.5Z"
-        );
-        assert_eq!(
-            parse_time("1700000000,250000").unwrap().subsec_nanosecond(),
-            250_000_000
-        );
-        assert_eq!(parse_time("1700000000").unwrap().as_second(), 1_700_000_000);
-        assert!(parse_time("x").is_none());
-        assert!(parse_time("1.x").is_none());
+        let t = parse_time("2026-12-03T18:15:07.375188Z").unwrap();
+        assert_eq!(t.subsec_nanosecond(), 375_188_000);
+        assert!(parse_time("1700000000.5").is_none());
+        assert!(parse_time("").is_none());
     }
 
     #[test]
     fn status_lines() {
-        let runs = parse_status("start 1.0\nexit 3 2.0\nstart 3.0\nexit 0 4.5\nstart 5");
+        let runs = parse_status(&format!(
+            "start {A}\nexit 3 {B}\nstart {A}\nexit 0 {B}\nstart {A}"
+        ));
         assert_eq!(runs.len(), 2, "the unfinished line is not read yet");
         assert_eq!(runs[0].exit.unwrap().0, 3);
         assert_eq!(runs[1].exit.unwrap().0, 0);
         assert!(parse_status("").is_empty());
-        assert!(parse_status("start 1.0\n").last().unwrap().exit.is_none());
+        assert!(parse_status(&format!("start {A}\n"))
+            .last()
+            .unwrap()
+            .exit
+            .is_none());
+        assert_eq!(runs[0].started, parse_time(A));
         assert!(parse_status("garbage\nexit x 1\n").is_empty());
     }
 
@@ -275,7 +264,7 @@ mod tests {
             Some("ContainerCannotRun")
         );
         let started = Instance {
-            started: parse_time("1"),
+            started: parse_time(A),
             exit: None,
         };
         assert!(s(std::slice::from_ref(&started), true).running.is_some());
@@ -287,8 +276,8 @@ mod tests {
             137
         );
         let killed = Instance {
-            started: parse_time("1"),
-            exit: Some((137, parse_time("2"))),
+            started: parse_time(A),
+            exit: Some((137, parse_time(B))),
         };
         let t = s(&[killed], false).terminated.unwrap();
         assert_eq!(
@@ -296,8 +285,8 @@ mod tests {
             (137, Some(9), Some("Error"))
         );
         let ok = Instance {
-            started: parse_time("1"),
-            exit: Some((0, parse_time("2"))),
+            started: parse_time(A),
+            exit: Some((0, parse_time(B))),
         };
         let t = s(&[ok], true).terminated.unwrap();
         assert_eq!(

@@ -46,6 +46,16 @@ fn whole_life(d: &Daemon) {
 
     let dir = d.pod_dir(&pod);
     assert!(dir.join("job.sh").is_file());
+    // job.sh records real times, RFC 3339 with sub-second precision.
+    let recorded = std::fs::read_to_string(dir.join("containers/main/status")).unwrap();
+    let lines: Vec<&str> = recorded.lines().collect();
+    assert_eq!(lines.len(), 2, "{recorded}");
+    let started = lines[0].strip_prefix("start ").unwrap();
+    let finished = lines[1].strip_prefix("exit 0 ").unwrap();
+    for t in [started, finished] {
+        assert!(t.len() > 20 && t.as_bytes()[19] == b'.' && t.ends_with('Z'), "{t:?}");
+    }
+    assert!(started.starts_with(&start[..19]), "{started} vs reported {start}");
     d.delete(&pod);
     assert!(!dir.exists(), "delete leaves no pod directory");
     assert_eq!(d.status(&pod), json!([]), "a deleted pod is unknown");
