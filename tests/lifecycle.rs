@@ -53,9 +53,15 @@ fn whole_life(d: &Daemon) {
     let started = lines[0].strip_prefix("start ").unwrap();
     let finished = lines[1].strip_prefix("exit 0 ").unwrap();
     for t in [started, finished] {
-        assert!(t.len() > 20 && t.as_bytes()[19] == b'.' && t.ends_with('Z'), "{t:?}");
+        assert!(
+            t.len() > 20 && t.as_bytes()[19] == b'.' && t.ends_with('Z'),
+            "{t:?}"
+        );
     }
-    assert!(started.starts_with(&start[..19]), "{started} vs reported {start}");
+    assert!(
+        started.starts_with(&start[..19]),
+        "{started} vs reported {start}"
+    );
     d.delete(&pod);
     assert!(!dir.exists(), "delete leaves no pod directory");
     assert_eq!(d.status(&pod), json!([]), "a deleted pod is unknown");

@@ -413,7 +413,9 @@ pub fn sh(name: &str, script: &str) -> Value {
     json!({"name": name, "image": "docker://busybox", "command": ["/bin/sh", "-c", script]})
 }
 
-/// Processes whose command line contains `marker` (the tests give each a unique one).
+/// The `sleep <marker>` processes (the tests give each a unique marker). Only the sleep itself
+/// counts: the shells and the fake apptainer that lead to it mention the marker too, but before
+/// they exec they may still die of a SIGTERM that the sleep is meant to ignore.
 pub fn processes_with(marker: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     std::fs::read_dir("/proc")
@@ -428,7 +430,9 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
                 .next()
                 .is_some_and(|r| r.trim_start().starts_with('Z'));
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            !zombie && String::from_utf8_lossy(&cmd).contains(marker)
+            let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            let is_sleep = argv.first().is_some_and(|a| a.ends_with(b"sleep"));
+            !zombie && is_sleep && argv.get(1) == Some(&marker.as_bytes())
         })
         .collect()
 }
