@@ -30,6 +30,10 @@ pub struct Config {
     pub export_pod_data: bool,
     pub log_level: LogLevel,
     pub enable_probes: bool,
+    /// Run the pod annotation `slurm-job.vk.io/pre-exec` (shell text) before the containers.
+    pub enable_pre_exec: bool,
+    /// Memory-backed directory for `emptyDir.medium: Memory` (/dev/shm where it exists).
+    pub shm_dir: Option<PathBuf>,
     pub tsocks: Option<Tsocks>,
     /// Upper bound on the grace period honoured by a delete: the interLink API server gives up
     /// on an answer after 120 s, so a longer wait would only turn into an error there.
@@ -67,6 +71,7 @@ const KNOWN_KEYS: &[&str] = &[
     "VerboseLogging",
     "ErrorsOnlyLogging",
     "EnableProbes",
+    "EnablePreExec",
     "Tsocks",
     "TsocksPath",
     "TsocksLoginNode",
@@ -220,6 +225,16 @@ fn parse(
         return Err(bad("DataRootFolder", "must not be empty".into()));
     }
     let data_root = normalize(&cwd.join(data_root));
+    // Pod paths end up in apptainer's --bind src:dst lists, split on ':' and ','.
+    if data_root.to_string_lossy().contains([':', ',']) {
+        return Err(bad(
+            "DataRootFolder",
+            format!(
+                "{} contains ':' or ',', which apptainer cannot bind",
+                data_root.display()
+            ),
+        ));
+    }
 
     let apptainer_raw = match over.env("APPTAINERPATH") {
         Some(v) => v.to_string(),
@@ -270,6 +285,8 @@ fn parse(
         LogLevel::Info
     };
     let enable_probes = boolean(get("EnableProbes"), "EnableProbes")?.unwrap_or(false);
+    let enable_pre_exec = boolean(get("EnablePreExec"), "EnablePreExec")?.unwrap_or(false);
+    let shm_dir = Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir());
 
     let tsocks_on = match over.env("TSOCKS") {
         Some(v) => bool_from_str(v)
@@ -327,6 +344,8 @@ fn parse(
             export_pod_data,
             log_level,
             enable_probes,
+            enable_pre_exec,
+            shm_dir,
             tsocks,
             max_grace_seconds,
             kill_poll_ms,
@@ -523,6 +542,8 @@ mod tests {
             ("BashPath: /nonexistent/bash", "BashPath"),
             ("ApptainerPath: no-such-apptainer-binary", "ApptainerPath"),
             ("DataRootFolder: \"\"", "DataRootFolder"),
+            ("DataRootFolder: /a:b", "DataRootFolder"),
+            ("EnablePreExec: 1.5", "EnablePreExec"),
             ("SidecarBindAddress: everywhere", "SidecarBindAddress"),
             ("Tsocks: true", "TsocksPath"),
             ("MaxGracePeriodSeconds: -1", "MaxGracePeriodSeconds"),

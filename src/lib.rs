@@ -13,3 +13,4 @@ pub mod script;
 pub mod state;
 pub mod status;
 pub mod sysinfo;
+pub mod volumes;

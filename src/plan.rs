@@ -25,8 +25,65 @@ pub struct ContainerPlan {
     pub working_dir: Option<String>,
     /// Final environment: one entry per name, the last duplicate's value, in first-seen order.
     pub env: Vec<(String, String)>,
-    /// From the annotation `slurm-job.vk.io/singularity-options`, already split into words.
+    /// From the annotations `slurm-job.vk.io/singularity-options` and `…/singularity-mounts`,
+    /// already split into words.
     pub extra_options: Vec<String>,
+    /// The container's volume mounts, parents before children.
+    pub mounts: Vec<MountPlan>,
+}
+
+/// One `volumeMount`, checked: `volume` names a volume of the plan, `mount_path` is absolute
+/// and `sub_path` relative without `..`; neither contains `:` or `,` (apptainer's separators).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MountPlan {
+    pub volume: String,
+    pub mount_path: String,
+    pub sub_path: Option<String>,
+    pub read_only: bool,
+}
+
+/// A volume the pod's containers mount.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VolumePlan {
+    /// A DNS label: safe as a directory name.
+    pub name: String,
+    pub kind: VolumeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum VolumeKind {
+    /// A fresh directory shared by the pod's containers; `memory` puts it on /dev/shm.
+    EmptyDir {
+        memory: bool,
+        size_limit: Option<String>,
+    },
+    /// A host path, checked (and maybe created) according to `host_type` before the pod runs.
+    HostPath { path: String, host_type: String },
+    /// configMap, secret, projected or downwardAPI data: files the plugin writes.
+    Files { files: Vec<FileEntry> },
+    /// Data volumes not written because `ExportPodData` is off: not mounted either.
+    NotExported,
+}
+
+/// One file of a data volume: a checked relative path, its bytes and its mode.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Contents may be secrets: never print them.
+impl std::fmt::Debug for FileEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FileEntry({:?}, {} bytes, {:o})",
+            self.path,
+            self.content.len(),
+            self.mode
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +94,10 @@ pub struct PodPlan {
     pub grace_seconds: u64,
     pub init_containers: Vec<ContainerPlan>,
     pub containers: Vec<ContainerPlan>,
+    /// Only the volumes some container mounts.
+    pub volumes: Vec<VolumePlan>,
+    /// The `slurm-job.vk.io/pre-exec` snippet, kept only when the node enables it.
+    pub pre_exec: Option<String>,
 }
 
 impl PodPlan {
@@ -48,5 +109,9 @@ impl PodPlan {
     /// The pod's directory name under `DataRootFolder`.
     pub fn dir_name(&self) -> String {
         format!("{}-{}", self.namespace, self.uid)
+    }
+
+    pub fn volume(&self, name: &str) -> Option<&VolumePlan> {
+        self.volumes.iter().find(|v| v.name == name)
     }
 }

@@ -4,17 +4,24 @@
 
 use crate::api::RetrievedPodData;
 use crate::error::ApiError;
-use crate::plan::{ContainerPlan, PodPlan, Verb};
+use crate::plan::{ContainerPlan, PodPlan, Verb, VolumePlan};
+use crate::volumes;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use std::collections::HashSet;
 
 pub const ANNOTATION_IMAGE_ROOT: &str = "slurm-job.vk.io/image-root";
 pub const ANNOTATION_OPTIONS: &str = "slurm-job.vk.io/singularity-options";
+pub const ANNOTATION_MOUNTS: &str = "slurm-job.vk.io/singularity-mounts";
+pub const ANNOTATION_PRE_EXEC: &str = "slurm-job.vk.io/pre-exec";
 
 /// Node settings that shape a plan.
 pub struct PlanDefaults<'a> {
     pub image_prefix: &'a str,
     pub default_grace_seconds: u64,
+    /// `ExportPodData`: write (and mount) configMap, secret, projected and downwardAPI data.
+    pub export_pod_data: bool,
+    /// Run the `slurm-job.vk.io/pre-exec` snippet (shell text) before the containers.
+    pub enable_pre_exec: bool,
 }
 
 /// Parses a `/create` body: a `RetrievedPodData` object or a 0.4-style array (first element).
@@ -114,17 +121,36 @@ pub fn plan(data: &RetrievedPodData, d: &PlanDefaults<'_>) -> Result<PodPlan, Ap
         .filter(|s| !s.is_empty())
         .map(String::as_str)
         .unwrap_or(d.image_prefix);
-    let extra_options = match annotations.get(ANNOTATION_OPTIONS) {
-        Some(s) => {
-            split_words(s).map_err(|m| bad(format!("annotation {ANNOTATION_OPTIONS}: {m}")))?
+    // Both annotations are argument lists for apptainer, never shell text.
+    let mut extra_options = Vec::new();
+    for key in [ANNOTATION_OPTIONS, ANNOTATION_MOUNTS] {
+        if let Some(s) = annotations.get(key) {
+            let words = split_words(s).map_err(|m| bad(format!("annotation {key}: {m}")))?;
+            if let Some(w) = words.iter().find(|w| w.contains('\0')) {
+                return Err(bad(format!(
+                    "annotation {key}: word {w:?} contains a NUL byte"
+                )));
+            }
+            extra_options.extend(words);
         }
-        None => Vec::new(),
-    };
-    if let Some(w) = extra_options.iter().find(|w| w.contains('\0')) {
-        return Err(bad(format!(
-            "annotation {ANNOTATION_OPTIONS}: word {w:?} contains a NUL byte"
-        )));
     }
+    let pre_exec = annotations
+        .get(ANNOTATION_PRE_EXEC)
+        .filter(|s| !s.trim().is_empty());
+    if pre_exec.is_some() && !d.enable_pre_exec {
+        tracing::warn!(pod = %key, "annotation {ANNOTATION_PRE_EXEC} ignored: EnablePreExec is off on this node");
+    }
+    let pre_exec = pre_exec.filter(|_| d.enable_pre_exec).cloned();
+
+    let all_containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    let mounted: HashSet<String> = all_containers
+        .flat_map(|c| c.volume_mounts.iter().flatten().map(|m| m.name.clone()))
+        .collect();
+    let volumes = volumes::plan_volumes(data, &mounted, d.export_pod_data).map_err(bad)?;
 
     let mut seen = HashSet::new();
     let mut convert = |list: &[Container], field: &str| -> Result<Vec<ContainerPlan>, ApiError> {
@@ -144,7 +170,7 @@ pub fn plan(data: &RetrievedPodData, d: &PlanDefaults<'_>) -> Result<PodPlan, Ap
                         c.name
                     )));
                 }
-                container_plan(c, image_root, &extra_options)
+                container_plan(c, image_root, &extra_options, &volumes)
                     .map_err(|m| bad(format!("container {}: {m}", c.name)))
             })
             .collect()
@@ -166,6 +192,8 @@ pub fn plan(data: &RetrievedPodData, d: &PlanDefaults<'_>) -> Result<PodPlan, Ap
         grace_seconds,
         init_containers,
         containers,
+        volumes,
+        pre_exec,
     })
 }
 
@@ -173,6 +201,7 @@ fn container_plan(
     c: &Container,
     image_root: &str,
     extra: &[String],
+    volumes: &[VolumePlan],
 ) -> Result<ContainerPlan, String> {
     let image = c.image.clone().unwrap_or_default();
     if image.trim().is_empty() {
@@ -224,6 +253,7 @@ fn container_plan(
             None => env.push((e.name.clone(), value)),
         }
     }
+    let mounts = volumes::plan_mounts(c, volumes, &env)?;
     Ok(ContainerPlan {
         name: c.name.clone(),
         resolved_image: resolve_image(&image, image_root),
@@ -233,6 +263,7 @@ fn container_plan(
         working_dir,
         env,
         extra_options: extra.to_vec(),
+        mounts,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::process;
 use crate::script::{self, ScriptContext};
 use crate::state::{self, ContainerRecord, PodRecord, Registry};
 use crate::status;
+use crate::volumes;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -36,6 +37,8 @@ pub async fn create(node: &Arc<Node>, body: &[u8]) -> Result<CreateResponse, Api
         &PlanDefaults {
             image_prefix: &node.cfg.image_prefix,
             default_grace_seconds: 30,
+            export_pod_data: node.cfg.export_pod_data,
+            enable_pre_exec: node.cfg.enable_pre_exec,
         },
     )?;
     let deleted = || {
@@ -66,8 +69,11 @@ pub async fn create(node: &Arc<Node>, body: &[u8]) -> Result<CreateResponse, Api
     let rec = smol::unblock(move || start(&n.cfg, &dir, &plan))
         .await
         .map_err(|e| {
-            tracing::error!(pod = %key, "create failed: {e}");
-            ApiError::Internal(format!("pod {key}: could not start: {e}"))
+            match &e {
+                ApiError::Internal(_) => tracing::error!(pod = %key, "create failed: {e}"),
+                _ => tracing::warn!(pod = %key, "create refused: {e}"),
+            }
+            e
         })?;
     tracing::info!(pod = %rec.key(), uid = %rec.uid, jid = %rec.jid(), "pod started");
     let resp = CreateResponse {
@@ -79,52 +85,83 @@ pub async fn create(node: &Arc<Node>, body: &[u8]) -> Result<CreateResponse, Api
 }
 
 /// Writes the pod directory and starts job.sh; on failure removes what it wrote.
-fn start(cfg: &Config, dir: &Path, plan: &PodPlan) -> io::Result<PodRecord> {
-    let result = write_and_spawn(cfg, dir, plan);
+fn start(cfg: &Config, dir: &Path, plan: &PodPlan) -> Result<PodRecord, ApiError> {
+    let outside = volumes::outside_dirs(dir, plan, cfg.shm_dir.as_deref());
+    let result = write_and_spawn(cfg, dir, plan, &outside);
     if result.is_err() {
         let _ = fs::remove_dir_all(dir);
+        for d in &outside {
+            let _ = fs::remove_dir_all(d);
+        }
     }
     result
 }
 
-fn write_and_spawn(cfg: &Config, dir: &Path, plan: &PodPlan) -> io::Result<PodRecord> {
+fn write_and_spawn(
+    cfg: &Config,
+    dir: &Path,
+    plan: &PodPlan,
+    outside: &[PathBuf],
+) -> Result<PodRecord, ApiError> {
+    let internal =
+        |e: io::Error| ApiError::Internal(format!("pod {}: could not start: {e}", plan.key()));
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&cfg.data_root)?;
-    // The pod directory holds env values (secrets among them): the plugin's user only.
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        .create(&cfg.data_root)
+        .map_err(internal)?;
+    // The pod directory holds env values and secrets: the plugin's user only.
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(internal)?;
+    volumes::materialize(dir, plan, cfg.shm_dir.as_deref()).map_err(|e| match e {
+        volumes::VolumeError::Refused(m) => ApiError::BadRequest(m),
+        volumes::VolumeError::Io(m) => ApiError::Internal(format!(
+            "pod {}: could not write its volumes: {m}",
+            plan.key()
+        )),
+    })?;
     let ctx = ScriptContext {
         pod_dir: dir,
         apptainer: &cfg.apptainer,
         default_options: &cfg.default_options,
+        shm: cfg.shm_dir.as_deref(),
         tsocks: cfg
             .tsocks
             .as_ref()
             .map(|t| (t.library.as_path(), t.login_node.as_str())),
     };
     for c in plan.init_containers.iter().chain(&plan.containers) {
+        // Each container's own /tmp, so that hooks and probes can later see what it wrote there.
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(dir.join(script::container_dir(&c.name)))?;
+            .create(dir.join(script::tmp_dir(&c.name)))
+            .map_err(internal)?;
         write_file(
             &dir.join(script::env_file(&c.name)),
             script::render_env_file(&c.env).as_bytes(),
             0o600,
-        )?;
+        )
+        .map_err(internal)?;
+    }
+    if let Some(snippet) = &plan.pre_exec {
+        write_file(&dir.join(script::PRE_EXEC), snippet.as_bytes(), 0o700).map_err(internal)?;
     }
     let job = dir.join(JOB_SCRIPT);
-    write_file(&job, script::render_job(&ctx, plan).as_bytes(), 0o700)?;
+    write_file(&job, script::render_job(&ctx, plan).as_bytes(), 0o700).map_err(internal)?;
     let records = |list: &[crate::plan::ContainerPlan]| {
         list.iter()
             .map(|c| ContainerRecord {
                 name: c.name.clone(),
                 image: c.image.clone(),
+                notes: volumes::unenforced(plan, c),
             })
             .collect()
     };
-    let spawned = process::spawn(&cfg.bash, &job, dir, &dir.join(JOB_LOG))?;
+    let spawned = process::spawn(&cfg.bash, &job, dir, &dir.join(JOB_LOG)).map_err(internal)?;
     let rec = PodRecord {
         uid: plan.uid.clone(),
         namespace: plan.namespace.clone(),
@@ -134,6 +171,7 @@ fn write_and_spawn(cfg: &Config, dir: &Path, plan: &PodPlan) -> io::Result<PodRe
         grace_seconds: plan.grace_seconds,
         init_containers: records(&plan.init_containers),
         containers: records(&plan.containers),
+        outside_dirs: outside.to_vec(),
     };
     if let Err(e) = state::write_record(dir, &rec) {
         // Without a record a restarted daemon could not find the pod: do not leave it running.
@@ -142,7 +180,7 @@ fn write_and_spawn(cfg: &Config, dir: &Path, plan: &PodPlan) -> io::Result<PodRe
             rustix::process::Signal::KILL,
         );
         process::reap(spawned.pid);
-        return Err(e);
+        return Err(internal(e));
     }
     Ok(rec)
 }
@@ -254,7 +292,12 @@ async fn delete_one(node: &Arc<Node>, p: &PodRef) -> Result<String, ApiError> {
     )
     .await;
     let dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
-    let removed = smol::unblock(move || remove_pod_dir(&dir)).await;
+    let outside = rec.outside_dirs.clone();
+    let removed = smol::unblock(move || {
+        outside.iter().try_for_each(|d| remove_pod_dir(d))?;
+        remove_pod_dir(&dir)
+    })
+    .await;
     entry.set_record(None);
     node.registry.forget(uid);
     tracing::info!(pod = %rec.key(), uid, killed = outcome.killed, left = outcome.left, "pod deleted");

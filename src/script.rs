@@ -3,6 +3,7 @@
 //! `quote`, so nothing of theirs is ever interpreted by a shell.
 
 use crate::plan::{ContainerPlan, PodPlan, Verb};
+use crate::volumes::volume_source;
 use std::path::{Path, PathBuf};
 
 /// Where files of one container live, relative to the pod directory. The daemon's readers use
@@ -19,6 +20,12 @@ pub fn log_file(name: &str) -> PathBuf {
 pub fn env_file(name: &str) -> PathBuf {
     container_dir(name).join("env")
 }
+/// The container's own /tmp.
+pub fn tmp_dir(name: &str) -> PathBuf {
+    container_dir(name).join("tmp")
+}
+/// The `slurm-job.vk.io/pre-exec` snippet, when the node enables it.
+pub const PRE_EXEC: &str = "pre-exec.sh";
 
 /// What the script needs besides the plan: the node's configuration and the pod's directory.
 #[derive(Debug, Clone)]
@@ -26,6 +33,8 @@ pub struct ScriptContext<'a> {
     pub pod_dir: &'a Path,
     pub apptainer: &'a Path,
     pub default_options: &'a [String],
+    /// Memory-backed root for `emptyDir.medium: Memory`, if the node has one.
+    pub shm: Option<&'a Path>,
     /// (library, login node) when Tsocks is configured.
     pub tsocks: Option<(&'a Path, &'a str)>,
 }
@@ -65,7 +74,7 @@ pub fn render_env_file(env: &[(String, String)]) -> String {
 }
 
 /// The apptainer command line of one container, as words (unquoted).
-pub fn apptainer_argv(ctx: &ScriptContext<'_>, c: &ContainerPlan) -> Vec<String> {
+pub fn apptainer_argv(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan) -> Vec<String> {
     let mut argv = vec![
         ctx.apptainer.to_string_lossy().into_owned(),
         match c.verb {
@@ -89,10 +98,42 @@ pub fn apptainer_argv(ctx: &ScriptContext<'_>, c: &ContainerPlan) -> Vec<String>
             .to_string_lossy()
             .into_owned(),
     );
+    argv.extend(binds(ctx, plan, c));
     argv.extend(c.extra_options.iter().cloned());
     argv.push(c.resolved_image.clone());
     argv.extend(c.argv.iter().cloned());
     argv
+}
+
+/// `--bind` arguments of one container: its own /tmp (unless a volume is mounted there), then
+/// its volume mounts in plan order (parents first). Paths were checked free of `:` and `,`.
+fn binds(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut bind = |src: &Path, dst: &str, ro: bool| {
+        out.push("--bind".to_string());
+        out.push(format!(
+            "{}:{dst}{}",
+            src.display(),
+            if ro { ":ro" } else { "" }
+        ));
+    };
+    if !c.mounts.iter().any(|m| m.mount_path == "/tmp") {
+        bind(&ctx.pod_dir.join(tmp_dir(&c.name)), "/tmp", false);
+    }
+    for m in &c.mounts {
+        let Some(v) = plan.volume(&m.volume) else {
+            continue;
+        };
+        let Some(src) = volume_source(ctx.pod_dir, &plan.uid, ctx.shm, v) else {
+            continue;
+        };
+        let src = match &m.sub_path {
+            Some(sub) => src.join(sub),
+            None => src,
+        };
+        bind(&src, &m.mount_path, m.read_only);
+    }
+    out
 }
 
 const PROLOGUE: &str = r#"set -u
@@ -143,6 +184,10 @@ pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
     );
     s.push_str(PROLOGUE);
     s.push_str(&format!("cd -- {} || exit 1\n", quote_path(ctx.pod_dir)));
+    if plan.pre_exec.is_some() {
+        s.push_str("\n# The pod's slurm-job.vk.io/pre-exec snippet (enabled on this node by EnablePreExec).\n");
+        s.push_str(&format!(". ./{PRE_EXEC} >>job.log 2>&1\n"));
+    }
 
     if let Some((lib, login)) = ctx.tsocks {
         s.push_str(
@@ -158,14 +203,14 @@ pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
     if !plan.init_containers.is_empty() {
         s.push_str("\n# Init containers, one after another; the first failure ends the pod.\n");
         for c in &plan.init_containers {
-            s.push_str(&command_line(ctx, c));
+            s.push_str(&command_line(ctx, plan, c));
             s.push_str(" || exit 1\n");
         }
     }
 
     s.push_str("\n# Containers, concurrently.\npids=()\n");
     for c in &plan.containers {
-        s.push_str(&command_line(ctx, c));
+        s.push_str(&command_line(ctx, plan, c));
         s.push_str(" &\npids+=($!)\n");
     }
     s.push_str(
@@ -184,9 +229,9 @@ done
     s
 }
 
-fn command_line(ctx: &ScriptContext<'_>, c: &ContainerPlan) -> String {
+fn command_line(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan) -> String {
     let mut line = format!("run_container {}", quote(&c.name));
-    for w in apptainer_argv(ctx, c) {
+    for w in apptainer_argv(ctx, plan, c) {
         line.push(' ');
         line.push_str(&quote(&w));
     }

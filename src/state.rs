@@ -18,6 +18,9 @@ const TOMBSTONES: usize = 4096;
 pub struct ContainerRecord {
     pub name: String,
     pub image: String,
+    /// What the pod asked for that this node does not enforce, shown in status messages.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// What must survive a daemon restart to find, report and delete a pod.
@@ -31,6 +34,10 @@ pub struct PodRecord {
     pub grace_seconds: u64,
     pub init_containers: Vec<ContainerRecord>,
     pub containers: Vec<ContainerRecord>,
+    /// Directories of the pod outside its own directory (memory-backed emptyDirs): a delete
+    /// removes them too.
+    #[serde(default)]
+    pub outside_dirs: Vec<PathBuf>,
 }
 
 impl PodRecord {

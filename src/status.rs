@@ -149,6 +149,19 @@ fn container_status(
             exit: Some((code, finished)),
         }) => terminated(*code, *started, *finished, None),
     };
+    let mut state = state;
+    if !c.notes.is_empty() {
+        let note = c.notes.join("; ");
+        let message = match (&mut state.waiting, &mut state.terminated) {
+            (Some(w), _) => &mut w.message,
+            (_, Some(t)) => &mut t.message,
+            _ => &mut None,
+        };
+        *message = Some(match message.take() {
+            Some(m) => format!("{m}; {note}"),
+            None => note,
+        });
+    }
     let running = state.running.is_some();
     ContainerStatus {
         name: c.name.clone(),
@@ -252,6 +265,7 @@ mod tests {
         let c = ContainerRecord {
             name: "c".into(),
             image: "i".into(),
+            notes: vec![],
         };
         let s = |runs: &[Instance], alive| {
             container_status(&c, runs, alive, "ContainerCreating", None)

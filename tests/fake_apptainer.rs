@@ -2,12 +2,19 @@
 //! runs pods with. They pin down its CLI strictness (messages, exit codes 1 and 255), the
 //! byte-exact delivery of arguments and environment, working directory, binds, runscript
 //! semantics, exit-status/signal propagation and the FAKE_APPTAINER_RECORD argv hook.
+//!
+//! With `bwrap` (package bubblewrap) in PATH the fake runs the command in a bubblewrap sandbox
+//! with real mounts: the host filesystem read-only as the image, /tmp, /var/tmp and $HOME from
+//! the host (private with --contain/--containall/--no-home), and the --bind list. The
+//! "sandbox" tests check those mounts; without bwrap they say so on stderr and return.
+//! FAKE_APPTAINER_NO_BWRAP=1 gives the old behaviour (the command runs on the host).
 //! Everything goes through `std::process::Command`; no extra crates.
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,10 +53,12 @@ fn fake() -> PathBuf {
 }
 
 /// A `Command` for the fake, with a predictable environment for the test-only variables.
+/// It sandboxes the command when bwrap is installed.
 fn cmd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     let mut c = Command::new(fake());
     c.args(args)
         .env_remove("FAKE_APPTAINER_RECORD")
+        .env_remove("FAKE_APPTAINER_NO_BWRAP")
         .stdin(Stdio::null());
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
@@ -60,8 +69,49 @@ fn cmd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     c
 }
 
+/// Like `cmd`, but the fake runs the command on the host, without a sandbox.
+fn host_cmd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut c = cmd(args);
+    c.env("FAKE_APPTAINER_NO_BWRAP", "1");
+    c
+}
+
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     cmd(args).output().expect("spawn fixtures/apptainer")
+}
+
+/// Whether `bwrap` is in PATH, i.e. whether `cmd` sandboxes the command.
+fn bwrap_available() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            fs::metadata(d.join("bwrap"))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// For the tests of the sandbox: true (after saying why on stderr) when bwrap is missing.
+/// Written to the stderr file itself, which libtest does not capture: the skip shows in a
+/// plain `cargo test` run instead of passing silently.
+fn skip_without_bwrap(test: &str) -> bool {
+    if bwrap_available() {
+        return false;
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: bwrap (Debian package bubblewrap) is not in PATH, so the fake runs \
+         commands on the host without real mounts; install bubblewrap to run this test"
+    );
+    true
+}
+
+/// `exec [options...] docker://alpine sh -c script` in the sandbox.
+fn sh_in(options: &[&str], script: &str) -> Output {
+    let mut args: Vec<&str> = vec!["exec"];
+    args.extend_from_slice(options);
+    args.extend(["docker://alpine", "sh", "-c", script]);
+    run(&args)
 }
 
 fn stderr(o: &Output) -> String {
@@ -99,9 +149,14 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
+        TempDir::under(&std::env::temp_dir(), tag)
+    }
+
+    /// A fresh directory in `base` (e.g. /tmp itself, whatever TMPDIR says).
+    fn under(base: &Path, tag: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
+        let dir = base.join(format!(
             "fake-apptainer-test-{}-{}-{}",
             std::process::id(),
             tag,
@@ -114,6 +169,10 @@ impl TempDir {
 
     fn path(&self) -> &Path {
         &self.0
+    }
+
+    fn str(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
     }
 
     fn file(&self, name: &str, content: &str, mode: u32) -> PathBuf {
@@ -392,8 +451,9 @@ fn exec_passes_arguments_byte_exact() {
 }
 
 #[test]
-fn exec_keeps_pid_stdin_and_stdout() {
-    let mut child = cmd(&["exec", "docker://alpine", "sh", "-c", "echo $$; cat"])
+fn exec_keeps_pid_stdin_and_stdout_without_sandbox() {
+    // On the host the fake execs the command: the PID the caller sees is the command's.
+    let mut child = host_cmd(&["exec", "docker://alpine", "sh", "-c", "echo $$; cat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -408,6 +468,39 @@ fn exec_keeps_pid_stdin_and_stdout() {
     let o = child.wait_with_output().unwrap();
     assert_ok(&o);
     assert_eq!(stdout(&o), format!("{pid}\nfrom stdin\n"));
+}
+
+#[test]
+fn sandboxed_command_is_a_child_in_the_callers_process_group() {
+    if skip_without_bwrap("sandboxed_command_is_a_child_in_the_callers_process_group") {
+        return;
+    }
+    // The fake execs bwrap, whose process stays as the command's parent (like apptainer's
+    // own): the command's parent is the PID the caller sees, its process group the caller's
+    // (field 5 of /proc/PID/stat), and stdin/stdout are passed through.
+    let mut child = cmd(&[
+        "exec",
+        "--containall",
+        "docker://alpine",
+        "sh",
+        "-c",
+        "echo $PPID; cut -d' ' -f5 /proc/$$/stat; cat",
+    ])
+    .process_group(0)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"from stdin\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_ok(&o);
+    assert_eq!(stdout(&o), format!("{pid}\n{pid}\nfrom stdin\n"));
 }
 
 #[test]
@@ -429,22 +522,146 @@ fn exec_of_missing_command_is_fatal_255() {
 
 #[test]
 fn exit_status_is_propagated() {
-    let o = run(&["exec", "docker://alpine", "sh", "-c", "exit 42"]);
-    assert_eq!(o.status.code(), Some(42));
+    let mut sandboxed = vec![false];
+    if !skip_without_bwrap("exit_status_is_propagated (sandboxed half)") {
+        sandboxed.push(true);
+    }
+    for sandbox in sandboxed {
+        let command = |args: &[&str]| if sandbox { cmd(args) } else { host_cmd(args) };
+        let o = command(&["exec", "docker://alpine", "sh", "-c", "exit 0"])
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        let o = command(&["exec", "docker://alpine", "sh", "-c", "exit 42"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(42), "sandbox={sandbox}");
 
-    // The fake execs the command, so a SIGKILL is seen as such by the caller ...
-    let o = run(&["exec", "docker://alpine", "sh", "-c", "kill -9 $$"]);
-    assert_eq!(o.status.signal(), Some(9), "status {:?}", o.status);
+        let o = command(&["exec", "docker://alpine", "sh", "-c", "kill -9 $$"])
+            .output()
+            .unwrap();
+        if sandbox {
+            // bwrap waits for the command and exits with 128+N for a signal N.
+            assert_eq!(o.status.code(), Some(137), "status {:?}", o.status);
+        } else {
+            // The fake execs the command, so a SIGKILL is seen as such by the caller.
+            assert_eq!(o.status.signal(), Some(9), "status {:?}", o.status);
+        }
 
-    // ... and as 128+9 by a shell.
+        // Either way a shell sees 128+9.
+        let mut sh = Command::new("bash");
+        sh.arg("-c")
+            .arg(r#""$0" exec docker://alpine sh -c 'kill -9 $$'; echo "status=$?""#)
+            .arg(fake())
+            .env_remove("FAKE_APPTAINER_NO_BWRAP")
+            .stdin(Stdio::null());
+        if !sandbox {
+            sh.env("FAKE_APPTAINER_NO_BWRAP", "1");
+        }
+        let o = sh.output().unwrap();
+        assert_eq!(stdout(&o), "status=137\n", "sandbox={sandbox}");
+    }
+}
+
+/// Sends `sig` to the process group `pgid`.
+fn signal_group(pgid: u32, sig: &str) {
+    let st = Command::new("bash")
+        .arg("-c")
+        .arg(format!("kill -{sig} -- -{pgid}"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} -- -{pgid}");
+}
+
+/// Runs `sh -c script` in the sandbox in a process group of its own, waits for its first
+/// line ("ready"), sends SIGTERM to the whole group (as the plugin does) and returns the
+/// exit status and the rest of the output.
+fn term_group_after_ready(script: &str) -> (std::process::ExitStatus, String) {
+    let mut child = cmd(&[
+        "exec",
+        "--containall",
+        "docker://alpine",
+        "sh",
+        "-c",
+        script,
+    ])
+    .process_group(0)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    signal_group(child.id(), "TERM");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    (child.wait().unwrap(), rest)
+}
+
+#[test]
+fn sigterm_to_the_process_group_reaches_the_command() {
+    if skip_without_bwrap("sigterm_to_the_process_group_reaches_the_command") {
+        return;
+    }
+    // A command that traps TERM and takes its time: bwrap's process (the caller's child)
+    // outlives the signal, waits for the command and returns its status. The loop is bounded
+    // so that a lost signal fails the test instead of hanging it.
+    let (status, rest) = term_group_after_ready(
+        "trap 'sleep 0.3; echo got-term; exit 3' TERM; echo ready; \
+         i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo no-signal; exit 9",
+    );
+    assert_eq!(status.code(), Some(3), "status {status:?}, output {rest:?}");
+    assert_eq!(rest, "got-term\n");
+
+    // A command with the default action dies of it: 128+15.
+    let (status, rest) = term_group_after_ready("echo ready; exec sleep 20");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "status {status:?}, output {rest:?}"
+    );
+    assert_eq!(rest, "");
+}
+
+#[test]
+fn signals_the_caller_ignores_stay_ignored() {
+    if skip_without_bwrap("signals_the_caller_ignores_stay_ignored") {
+        return;
+    }
+    // bwrap's process ignores HUP INT QUIT USR1 USR2 TERM; the command gets back the
+    // caller's dispositions: default, but for HUP which the caller ignores (like nohup) and
+    // whatever this test process itself ignores (e.g. INT and QUIT in a background job).
+    let inherited = sig_ignored_mask(&fs::read_to_string("/proc/self/status").unwrap());
     let o = Command::new("bash")
         .arg("-c")
-        .arg(r#""$0" exec docker://alpine sh -c 'kill -9 $$'; echo "status=$?""#)
+        .arg(r#"trap '' HUP; exec "$0" exec docker://alpine sh -c 'grep ^SigIgn: /proc/self/status'"#)
         .arg(fake())
+        .env_remove("FAKE_APPTAINER_NO_BWRAP")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(stdout(&o), "status=137\n");
+    assert_ok(&o);
+    let mask = sig_ignored_mask(&stdout(&o));
+    let bit = |mask: u64, sig: u32| mask >> (sig - 1) & 1 == 1;
+    assert!(bit(mask, 1), "HUP must stay ignored: {mask:#x}");
+    for sig in [2, 3, 10, 12, 15] {
+        assert_eq!(
+            bit(mask, sig),
+            bit(inherited, sig),
+            "signal {sig}: command's SigIgn {mask:#x}, test process's {inherited:#x}"
+        );
+    }
+}
+
+/// The SigIgn mask of a /proc/PID/status text.
+fn sig_ignored_mask(status: &str) -> u64 {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .expect("SigIgn line");
+    u64::from_str_radix(line.trim(), 16).unwrap()
 }
 
 // ------------------------------------------------------------------ environment
@@ -642,6 +859,469 @@ fn bind_sources_must_exist_and_options_must_be_valid() {
         "bad option not named: {}",
         stderr(&o)
     );
+}
+
+// ------------------------------------------------------------------ sandbox (bwrap)
+
+/// A name no host path uses, for destinations that must not exist on the host.
+fn unique(tag: &str) -> String {
+    format!("fake-apptainer-test-{}-{tag}", std::process::id())
+}
+
+/// `ls -A` of a host directory, as the sandbox's `ls -A` prints it (one name a line, sorted
+/// like `LC_ALL=C ls`).
+fn host_listing(dir: &Path, extra: &[&str]) -> String {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect();
+    names.sort();
+    names.iter().map(|n| format!("{n}\n")).collect()
+}
+
+#[test]
+fn sandbox_image_is_read_only() {
+    if skip_without_bwrap("sandbox_image_is_read_only") {
+        return;
+    }
+    // The host filesystem is the image, read-only like a SIF: existing directories, new
+    // top-level entries and files alike.
+    let name = unique("ro-probe");
+    for path in [
+        format!("/usr/{name}"),
+        format!("/etc/{name}"),
+        format!("/{name}"),
+        "/etc/hostname".to_string(),
+    ] {
+        let o = sh_in(&[], &format!("echo x >> {path}"));
+        assert_ne!(o.status.code(), Some(0), "writing {path} succeeded");
+        assert!(
+            stderr(&o).contains("Read-only file system"),
+            "writing {path}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!Path::new("/usr").join(&name).exists());
+    assert!(!Path::new("/etc").join(&name).exists());
+
+    // What apptainer binds by default works: /dev, /proc, and /tmp is writable.
+    let o = sh_in(
+        &["--containall"],
+        "echo x >/dev/null && test -r /proc/self/status && touch /tmp/x && echo fine",
+    );
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "fine\n");
+}
+
+#[test]
+fn sandbox_rw_and_ro_binds() {
+    if skip_without_bwrap("sandbox_rw_and_ro_binds") {
+        return;
+    }
+    let dir = TempDir::new("rwbind");
+    dir.file("in", "from host\n", 0o644);
+    let data = format!("/{}", unique("data"));
+
+    // rw (the default, or :rw): reads and writes reach the host directory.
+    for spec in [
+        format!("{}:{data}", dir.str()),
+        format!("{}:{data}:rw", dir.str()),
+    ] {
+        let o = sh_in(
+            &["--containall", "--bind", &spec],
+            &format!("cat {data}/in; echo written > {data}/out"),
+        );
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "from host\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("out")).unwrap(),
+            "written\n"
+        );
+        fs::remove_file(dir.path().join("out")).unwrap();
+    }
+    assert!(!Path::new(&data).exists(), "{data} created on the host");
+
+    // :ro: readable, not writable.
+    let o = sh_in(
+        &["--containall", "-B", &format!("{}:{data}:ro", dir.str())],
+        &format!("cat {data}/in; echo changed > {data}/in; touch {data}/new"),
+    );
+    assert_eq!(stdout(&o), "from host\n");
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(
+        stderr(&o).matches("Read-only file system").count(),
+        2,
+        "stderr: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("in")).unwrap(),
+        "from host\n"
+    );
+    assert!(!dir.path().join("new").exists());
+}
+
+#[test]
+fn sandbox_file_and_directory_binds_show_exactly_that() {
+    if skip_without_bwrap("sandbox_file_and_directory_binds_show_exactly_that") {
+        return;
+    }
+    let dir = TempDir::new("filebind");
+    let file = dir.file("config.yaml", "key: value\n", 0o644);
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("a"), "A").unwrap();
+    fs::write(tree.join("b"), "B").unwrap();
+    let etc_dir = format!("/etc/{}", unique("app"));
+    let opt_dir = format!("/opt/{}", unique("tree"));
+
+    // A file at a destination that does not exist, below a directory that does not exist
+    // either; a directory likewise.
+    let o = sh_in(
+        &[
+            "--containall",
+            "--bind",
+            &format!("{}:{etc_dir}/config.yaml:ro", file.display()),
+            "--bind",
+            &format!("{}:{opt_dir}", tree.display()),
+        ],
+        &format!(
+            "cat {etc_dir}/config.yaml; test -f {etc_dir}/config.yaml && echo is-file; \
+             ls -A {etc_dir}; ls -A {opt_dir}"
+        ),
+    );
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "key: value\nis-file\nconfig.yaml\na\nb\n");
+    assert!(
+        !Path::new(&etc_dir).exists(),
+        "{etc_dir} created on the host"
+    );
+    assert!(
+        !Path::new(&opt_dir).exists(),
+        "{opt_dir} created on the host"
+    );
+
+    // A file over an existing one (through a symlink: /etc/os-release is one on Debian).
+    for target in ["/etc/hostname", "/etc/os-release"] {
+        if !Path::new(target).exists() {
+            continue;
+        }
+        let before = fs::read(target).unwrap();
+        let o = sh_in(
+            &["--bind", &format!("{}:{target}", file.display())],
+            &format!("cat {target}"),
+        );
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "key: value\n", "{target}");
+        assert_eq!(fs::read(target).unwrap(), before);
+    }
+}
+
+#[test]
+fn sandbox_destination_below_missing_directories_of_the_image() {
+    if skip_without_bwrap("sandbox_destination_below_missing_directories_of_the_image") {
+        return;
+    }
+    // Missing mount points are created inside the read-only image (apptainer's underlay),
+    // also through a symlink (/var/run -> /run on Debian), and the directories they are
+    // created in keep showing the image's content, read-only.
+    let dir = TempDir::new("underlay");
+    let sa = dir.path().join("sa");
+    fs::create_dir(&sa).unwrap();
+    fs::write(sa.join("token"), "secret-token").unwrap();
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    fs::write(sub.join("inside"), "").unwrap();
+    let newdir = unique("newdir");
+    let o = sh_in(
+        &[
+            "--containall",
+            "-B",
+            &format!(
+                "{}:/var/run/secrets/kubernetes.io/serviceaccount:ro,{}:/opt/{newdir}/sub",
+                sa.display(),
+                sub.display()
+            ),
+        ],
+        &format!(
+            "cat /var/run/secrets/kubernetes.io/serviceaccount/token; echo; \
+             ls -A /opt/{newdir}/sub; echo ==; ls -A /opt; echo ==; \
+             touch /opt/x || echo opt-read-only"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let expected = format!(
+        "secret-token\ninside\n==\n{}==\nopt-read-only\n",
+        host_listing(Path::new("/opt"), &[&newdir])
+    );
+    assert_eq!(stdout(&o), expected);
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new("/opt").join(&newdir).exists());
+
+    // /var/run is still what it is on the host, and the host's entries of /run are there.
+    if let Ok(link) = fs::read_link("/var/run") {
+        let o = sh_in(
+            &["-B", &format!("{}:/var/run/secrets/x", sa.display())],
+            "readlink /var/run; ls -A /run",
+        );
+        assert_ok(&o);
+        let out = stdout(&o);
+        let (first, listing) = out.split_once('\n').unwrap();
+        assert_eq!(first, link.to_str().unwrap());
+        for name in host_listing(Path::new("/run"), &[]).lines() {
+            assert!(
+                listing.lines().any(|l| l == name),
+                "/run/{name} missing: {listing}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sandbox_nested_binds() {
+    if skip_without_bwrap("sandbox_nested_binds") {
+        return;
+    }
+    let dir = TempDir::new("nested");
+    let file = dir.file("x", "nested file\n", 0o644);
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("a.txt"), "a\n").unwrap();
+    let dst = format!("/{}", unique("data"));
+
+    // A directory, then a file below it at a path the directory lacks. Like runc in a
+    // volume, bwrap creates that mount point in the rw bind, so on the host.
+    let o = sh_in(
+        &[
+            "--containall",
+            "--bind",
+            &format!("{}:{dst}", data.display()),
+            "--bind",
+            &format!("{}:{dst}/cfg/x:ro", file.display()),
+        ],
+        &format!("cat {dst}/a.txt {dst}/cfg/x; echo w > {dst}/b.txt; echo w > {dst}/cfg/x"),
+    );
+    assert_eq!(stdout(&o), "a\nnested file\n");
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(data.join("b.txt")).unwrap(), "w\n");
+    assert!(
+        data.join("cfg/x").is_file(),
+        "mount point created in the rw bind"
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "nested file\n");
+    fs::remove_dir_all(data.join("cfg")).unwrap();
+    fs::remove_file(data.join("b.txt")).unwrap();
+
+    // Below a read-only bind the mount point is created in an underlay: the host directory
+    // stays untouched.
+    let o = sh_in(
+        &[
+            "--containall",
+            "--bind",
+            &format!("{}:{dst}:ro", data.display()),
+            "--bind",
+            &format!("{}:{dst}/cfg/x", file.display()),
+        ],
+        &format!("cat {dst}/a.txt {dst}/cfg/x; ls -A {dst}; touch {dst}/new || echo ro"),
+    );
+    assert_eq!(
+        stdout(&o),
+        "a\nnested file\na.txt\ncfg\nro\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(!data.join("cfg").exists());
+    assert!(!data.join("new").exists());
+}
+
+#[test]
+fn sandbox_tmp_is_shared_unless_contained_or_bound() {
+    if skip_without_bwrap("sandbox_tmp_is_shared_unless_contained_or_bound") {
+        return;
+    }
+    // Literally in /tmp, whatever TMPDIR says.
+    let shared = TempDir::under(Path::new("/tmp"), "tmpshare");
+    shared.file("marker", "on the host\n", 0o644);
+    let s = shared.str();
+
+    // By default /tmp is the host's, read-write.
+    let o = sh_in(&[], &format!("cat {s}/marker; echo back > {s}/out"));
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "on the host\n");
+    assert_eq!(
+        fs::read_to_string(shared.path().join("out")).unwrap(),
+        "back\n"
+    );
+
+    // --contain/-c/--containall/-C: a private, empty, world-writable /tmp (and /var/tmp).
+    for flag in ["--contain", "-c", "--containall", "-C"] {
+        let o = sh_in(
+            &[flag],
+            "ls -A /tmp; stat -c %a /tmp /var/tmp; echo x > /tmp/private && cat /tmp/private",
+        );
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "1777\n1777\nx\n", "{flag}");
+    }
+    assert!(!Path::new("/tmp/private").exists());
+
+    // A bind on /tmp replaces it, contained or not.
+    let other = TempDir::new("tmpbind");
+    other.file("mine", "", 0o644);
+    for flags in [vec![], vec!["--containall"]] {
+        let mut options = flags.clone();
+        let spec = format!("{}:/tmp", other.str());
+        options.extend(["--bind", spec.as_str()]);
+        let o = sh_in(&options, "ls -A /tmp; touch /tmp/created");
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "mine\n", "{flags:?}");
+        assert!(other.path().join("created").exists());
+        fs::remove_file(other.path().join("created")).unwrap();
+    }
+}
+
+#[test]
+fn sandbox_home_is_bound_unless_no_home_or_contained() {
+    if skip_without_bwrap("sandbox_home_is_bound_unless_no_home_or_contained") {
+        return;
+    }
+    let home = TempDir::new("home");
+    home.file(".profile-marker", "", 0o644);
+    let script = "cd \"$HOME\" && ls -A && touch written && echo ok";
+
+    let o = cmd(&["exec", "docker://alpine", "sh", "-c", script])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    assert_eq!(stdout(&o), ".profile-marker\nok\n");
+    assert!(home.path().join("written").exists());
+    fs::remove_file(home.path().join("written")).unwrap();
+
+    // An empty (writable) directory at the same path instead.
+    for flag in ["--no-home", "--contain", "--containall"] {
+        let o = cmd(&["exec", flag, "docker://alpine", "sh", "-c", script])
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "ok\n", "{flag}");
+        assert!(!home.path().join("written").exists(), "{flag}");
+    }
+}
+
+#[test]
+fn sandbox_working_directory() {
+    if skip_without_bwrap("sandbox_working_directory") {
+        return;
+    }
+    let dir = TempDir::under(Path::new("/tmp"), "sbpwd");
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    dir.file("sub/f", "", 0o644);
+    let app = format!("/{}", unique("app"));
+    let bind = format!("{}:{app}", dir.str());
+
+    // --pwd inside a bind, at a path that exists only in the container.
+    let o = sh_in(
+        &["--containall", "-B", &bind, "--pwd", &format!("{app}/sub")],
+        "pwd; echo \"$PWD\"; ls",
+    );
+    assert_ok(&o);
+    assert_eq!(stdout(&o), format!("{app}/sub\n{app}/sub\nf\n"));
+
+    // A directory of the host that the container does not have is missing.
+    let o = sh_in(&["--containall", "--pwd", dir.str()], "pwd");
+    assert_fails(
+        &o,
+        255,
+        &format!(
+            "FATAL:   could not set working directory {}: no such file or directory",
+            dir.str()
+        ),
+    );
+    let o = sh_in(&["-B", &bind, "--pwd", &format!("{app}/sub/f")], "pwd");
+    assert_fails(&o, 255, "not a directory");
+
+    // Without --pwd: the caller's directory if the container has it, else /.
+    let canonical = fs::canonicalize(dir.path()).unwrap();
+    for (flags, expected) in [
+        (vec![], format!("{}\n", canonical.display())),
+        (vec!["--containall"], "/\n".to_string()),
+    ] {
+        let mut args = vec!["exec"];
+        args.extend(flags.iter());
+        args.extend(["docker://alpine", "pwd", "-P"]);
+        let o = cmd(&args).current_dir(&canonical).output().unwrap();
+        assert_ok(&o);
+        assert_eq!(stdout(&o), expected, "{flags:?}");
+    }
+}
+
+#[test]
+fn sandbox_commands_are_found_in_the_container() {
+    if skip_without_bwrap("sandbox_commands_are_found_in_the_container") {
+        return;
+    }
+    // The command is looked up in the container's filesystem: in a bind, by absolute path,
+    // relative to --pwd, or in the container's PATH.
+    let dir = TempDir::new("cmds");
+    dir.file("run.sh", "#!/bin/sh\necho \"ran $1\"\n", 0o755);
+    let app = format!("/{}", unique("bin"));
+    let bind = format!("{}:{app}:ro", dir.str());
+    let path = format!("PATH={app}:/usr/bin:/bin");
+    for (options, command) in [
+        (vec!["-B", &bind], format!("{app}/run.sh")),
+        (vec!["-B", &bind, "--pwd", &app], "./run.sh".to_string()),
+        (vec!["-B", &bind, "--env", &path], "run.sh".to_string()),
+    ] {
+        let mut args = vec!["exec", "--containall"];
+        args.extend(options.iter().copied());
+        args.extend(["docker://alpine", &command, "arg"]);
+        let o = run(&args);
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "ran arg\n", "{command}");
+    }
+    // Not in the container (no bind): not found, although it exists on the host.
+    let o = run(&[
+        "exec",
+        "--containall",
+        "docker://alpine",
+        &format!("{app}/run.sh"),
+    ]);
+    assert_fails(&o, 255, "executable file not found in $PATH");
+}
+
+#[test]
+fn no_bwrap_variable_runs_on_the_host() {
+    // FAKE_APPTAINER_NO_BWRAP=1: no sandbox, so --containall leaves /tmp the host's. Neither
+    // this variable nor FAKE_APPTAINER_RECORD reaches the command.
+    let shared = TempDir::under(Path::new("/tmp"), "nobwrap");
+    shared.file("marker", "host\n", 0o644);
+    let o = host_cmd(&[
+        "exec",
+        "--containall",
+        "docker://alpine",
+        "sh",
+        "-c",
+        &format!("cat {}/marker; env", shared.str()),
+    ])
+    .output()
+    .unwrap();
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with("host\n"));
+    assert!(!stdout(&o).contains("FAKE_APPTAINER"), "{}", stdout(&o));
+
+    let o = run(&["exec", "docker://alpine", "env"]);
+    assert_ok(&o);
+    assert!(!stdout(&o).contains("FAKE_APPTAINER"), "{}", stdout(&o));
 }
 
 // ------------------------------------------------------------------ run

@@ -40,6 +40,8 @@ fn render(case: &Path) -> (String, String) {
         &PlanDefaults {
             image_prefix: cfg["ImagePrefix"].as_str().unwrap(),
             default_grace_seconds: 30,
+            export_pod_data: cfg["ExportPodData"].as_bool().unwrap_or(true),
+            enable_pre_exec: cfg["EnablePreExec"].as_bool().unwrap_or(false),
         },
     )
     .unwrap();
@@ -58,6 +60,7 @@ fn render(case: &Path) -> (String, String) {
         pod_dir: Path::new(POD_DIR),
         apptainer: Path::new(APPTAINER),
         default_options: &options,
+        shm: Some(Path::new("/dev/shm")),
         tsocks: tsocks_path.as_deref().map(|p| (p, login.as_str())),
     };
     let job = script::render_job(&ctx, &plan);

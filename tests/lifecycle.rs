@@ -268,22 +268,26 @@ fn args_and_env_arrive_byte_exact() {
 #[test]
 fn init_containers_run_in_order_before_the_containers() {
     let d = Daemon::start();
-    let t = TempDir::new("order");
-    let file = t.path().join("order");
-    let f = file.display();
+    // An emptyDir shared by all containers carries the order in which they ran.
+    let f = "/shared/order";
     let init = (1..=3)
         .map(|i| {
-            sh(
+            let c = sh(
                 &format!("init-{i}"),
                 &format!("sleep 0.1; echo init-{i} >> {f}"),
-            )
+            );
+            mounting(c, "shared", "/shared", false)
         })
         .collect();
-    let pod = pod_with(
-        "inits",
-        vec![sh("main", &format!("echo main >> {f}; cat {f}"))],
-        init,
-        5,
+    let main = mounting(
+        sh("main", &format!("echo main >> {f}; cat {f}")),
+        "shared",
+        "/shared",
+        false,
+    );
+    let pod = add_volume(
+        pod_with("inits", vec![main], init, 5),
+        json!({"name": "shared", "emptyDir": {}}),
     );
     d.create(&pod);
     let st = d.wait_state(&pod, "main", "terminated");
@@ -356,21 +360,18 @@ fn a_failing_init_container_stops_the_pod() {
 #[test]
 fn containers_run_concurrently() {
     let d = Daemon::start();
-    let t = TempDir::new("conc");
-    // Each container waits for the other's marker: they can only finish if both run at once.
-    let (a, b) = (t.path().join("a"), t.path().join("b"));
-    let wait_other = |mine: &std::path::Path, other: &std::path::Path| {
+    // Each container waits for the other's marker in a shared emptyDir: they can only finish
+    // if both run at once.
+    let wait_other = |mine: &str, other: &str| {
         format!(
-            "touch {}; i=0; while [ ! -e {} ]; do i=$((i+1)); [ $i -gt 100 ] && exit 9; sleep 0.05; done",
-            mine.display(),
-            other.display()
+            "touch /shared/{mine}; i=0; while [ ! -e /shared/{other} ]; do i=$((i+1)); [ $i -gt 100 ] && exit 9; sleep 0.05; done"
         )
     };
-    let pod = pod_with(
-        "conc",
-        vec![sh("a", &wait_other(&a, &b)), sh("b", &wait_other(&b, &a))],
-        vec![],
-        5,
+    let a = mounting(sh("a", &wait_other("a", "b")), "shared", "/shared", false);
+    let b = mounting(sh("b", &wait_other("b", "a")), "shared", "/shared", false);
+    let pod = add_volume(
+        pod_with("conc", vec![a, b], vec![], 5),
+        json!({"name": "shared", "emptyDir": {}}),
     );
     d.create(&pod);
     for c in ["a", "b"] {

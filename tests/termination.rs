@@ -79,11 +79,13 @@ fn the_daemon_killed_mid_pod_finds_the_pod_again() {
     let mut d = Daemon::start();
     let t = TempDir::new("restart");
     let go = t.path().join("go");
-    let script = format!(
-        "echo started; while [ ! -e {} ]; do sleep 0.05; done; echo finishing; exit 3",
-        go.display()
-    );
-    let pod = pod_with("survivor", vec![sh("c", &script)], vec![], 5);
+    // The test's directory is a hostPath volume: the test drops a file there while the daemon
+    // is down.
+    let script =
+        "echo started; while [ ! -e /signal/go ]; do sleep 0.05; done; echo finishing; exit 3";
+    let c = mounting(sh("c", script), "signal", "/signal", true);
+    let hostpath = json!({"name": "signal", "hostPath": {"path": t.path(), "type": "Directory"}});
+    let pod = add_volume(pod_with("survivor", vec![c], vec![], 5), hostpath);
     let jid = d.create(&pod)["PodJID"].clone();
     let running = d.wait_state(&pod, "c", "running");
 

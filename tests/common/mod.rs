@@ -451,3 +451,25 @@ pub fn describe(pids: &[i32]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Adds a volume to a create body's pod.
+pub fn add_volume(mut create: Value, volume: Value) -> Value {
+    let spec = &mut create["pod"]["spec"];
+    if !spec["volumes"].is_array() {
+        spec["volumes"] = json!([]);
+    }
+    spec["volumes"].as_array_mut().unwrap().push(volume);
+    create
+}
+
+/// A container with one more volume mount.
+pub fn mounting(mut container: Value, volume: &str, path: &str, read_only: bool) -> Value {
+    if !container["volumeMounts"].is_array() {
+        container["volumeMounts"] = json!([]);
+    }
+    container["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": volume, "mountPath": path, "readOnly": read_only}));
+    container
+}
