@@ -336,9 +336,9 @@ pub fn expand(expr: &str, env: &[(String, String)]) -> String {
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        if tail.starts_with("$$(") {
+        if let Some(after) = tail.strip_prefix("$$(") {
             out.push_str("$(");
-            rest = &tail[3..];
+            rest = after;
         } else if let Some(body) = tail.strip_prefix("$(") {
             match body.find(')') {
                 Some(end) => {
