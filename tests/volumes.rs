@@ -683,3 +683,25 @@ fn secrets_stay_out_of_job_sh_argv_and_logs_and_delete_removes_them() {
     d.delete(&p);
     assert!(!dir.exists());
 }
+
+#[test]
+fn mounts_work_in_any_order_parents_first() {
+    let d = Daemon::start();
+    let shipped = json!({"configMaps": [config_map("cm", json!({"k": "from-cm"}))]});
+    let vols = vec![
+        json!({"name": "cm", "configMap": {"name": "cm"}}),
+        json!({"name": "data", "emptyDir": {}}),
+    ];
+    // The child mount is listed before its parent: it must not be hidden by it.
+    let mut c = sh(
+        "c",
+        "cat /data/cfg/k; echo; echo w > /data/x && cat /data/x",
+    );
+    c["volumeMounts"] = json!([
+        {"name": "cm", "mountPath": "/data/cfg"},
+        {"name": "data", "mountPath": "/data"},
+    ]);
+    let p = pod("order", vec![c], vols, shipped);
+    d.create(&p);
+    assert_eq!(log_of(&d, &p, "c"), (0, "from-cm\nw\n".into()));
+}
