@@ -392,6 +392,11 @@ pub fn plan_mounts(
             return Err(format!("{at}: mountPath {:?} contains '..'", m.mount_path));
         }
         let mount_path = normalize_abs(&m.mount_path);
+        if mount_path == "/" {
+            return Err(format!(
+                "{at}: mountPath \"/\" would replace the container's whole filesystem"
+            ));
+        }
         if !targets.insert(mount_path.clone()) {
             return Err(format!("{at}: mountPath {mount_path:?} is used twice"));
         }

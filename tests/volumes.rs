@@ -571,6 +571,18 @@ fn traversal_attempts_are_refused_and_write_nothing() {
         (
             json!({"name": "v", "emptyDir": {}}),
             json!({}),
+            mount(json!({"mountPath": "//"})),
+            "whole filesystem",
+        ),
+        (
+            json!({"name": "v", "emptyDir": {}}),
+            json!({}),
+            mount(json!({"mountPath": "/x/../y"})),
+            "contains '..'",
+        ),
+        (
+            json!({"name": "v", "emptyDir": {}}),
+            json!({}),
             mount(json!({"name": "other"})),
             "no volume named",
         ),
