@@ -27,6 +27,8 @@ pub struct Config {
     pub default_options: Vec<String>,
     pub image_prefix: String,
     pub bash: PathBuf,
+    /// This very binary, which job.sh runs as `log-writer` behind every container.
+    pub log_writer: PathBuf,
     pub export_pod_data: bool,
     pub log_level: LogLevel,
     pub enable_probes: bool,
@@ -341,6 +343,8 @@ fn parse(
             default_options,
             image_prefix,
             bash,
+            log_writer: std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("apptainer-plugin")),
             export_pod_data,
             log_level,
             enable_probes,

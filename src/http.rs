@@ -67,12 +67,15 @@ pub async fn serve(ex: Arc<Executor<'static>>, server: Arc<Server>, listener: Li
             Ok(conn) => {
                 let server = server.clone();
                 ex.spawn(async move {
+                    let peer = conn.clone();
                     let endpoint = |req| {
                         let server = server.clone();
+                        let peer = peer.clone();
                         async move {
                             // A bug must cost one answer, not the daemon and every pod's status.
-                            let answer =
-                                AssertUnwindSafe(handle(&server, req)).catch_unwind().await;
+                            let answer = AssertUnwindSafe(handle(&server, req, Some(&peer)))
+                                .catch_unwind()
+                                .await;
                             Ok(answer.unwrap_or_else(|_| {
                                 error_response(&ApiError::Internal(
                                     "the plugin hit an internal error while answering; see its log"
@@ -100,13 +103,25 @@ pub async fn serve(ex: Arc<Executor<'static>>, server: Arc<Server>, listener: Li
     }
 }
 
-enum Conn {
+/// An accepted connection; a clone of it lets a following `/getLogs` notice the client leave.
+#[derive(Clone)]
+pub enum Conn {
     Tcp(async_net::TcpStream),
     Unix(async_net::unix::UnixStream),
 }
 
+impl Conn {
+    fn dup(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self {
+            Conn::Tcp(s) => s.as_fd().try_clone_to_owned().ok(),
+            Conn::Unix(s) => s.as_fd().try_clone_to_owned().ok(),
+        }
+    }
+}
+
 /// Routes one request and always produces a response.
-pub async fn handle(server: &Server, mut req: Request) -> Response {
+pub async fn handle(server: &Server, mut req: Request, peer: Option<&Conn>) -> Response {
     let session = req
         .header("InterLink-Http-Session")
         .map(|v| v.as_str().to_string())
@@ -120,7 +135,7 @@ pub async fn handle(server: &Server, mut req: Request) -> Response {
             Err(e) => return error_response(&e),
         };
         let started = std::time::Instant::now();
-        let result = route(server, &path, &body).await;
+        let result = route(server, &path, &body, peer).await;
         match result {
             Ok(resp) => {
                 let (code, ms) = (
@@ -171,7 +186,12 @@ fn too_large() -> ApiError {
     ))
 }
 
-async fn route(server: &Server, path: &str, body: &[u8]) -> Result<Response, ApiError> {
+async fn route(
+    server: &Server,
+    path: &str,
+    body: &[u8],
+    peer: Option<&Conn>,
+) -> Result<Response, ApiError> {
     let node = &server.node;
     match path {
         "/create" => json(&pods::create(node, body).await?),
@@ -187,8 +207,12 @@ async fn route(server: &Server, path: &str, body: &[u8]) -> Result<Response, Api
             let de = &mut serde_json::Deserializer::from_slice(body);
             let req: LogRequest =
                 serde_path_to_error::deserialize(de).map_err(|e| crate::pod::json_error("getLogs", e))?;
-            let file = pods::log_path(node, &req)?;
-            log_response(&file).await
+            let follows = req.opts.follow;
+            let stream = pods::logs(node, &req, peer.filter(|_| follows).and_then(Conn::dup))?;
+            let mut resp = Response::new(StatusCode::Ok);
+            resp.set_body(Body::from_reader(crate::follow::StreamReader::new(stream), None));
+            resp.set_content_type(http_types::mime::PLAIN);
+            Ok(resp)
         }
         "/system-info" => {
             let n = node.clone();
@@ -205,27 +229,6 @@ async fn route(server: &Server, path: &str, body: &[u8]) -> Result<Response, Api
             "no such path {other:?}; this plugin serves /create, /status, /delete, /getLogs and /system-info"
         ))),
     }
-}
-
-/// Streams the log file; a container that has not written yet has an empty log.
-async fn log_response(file: &Path) -> Result<Response, ApiError> {
-    let f = match smol::fs::File::open(file).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(text(StatusCode::Ok, String::new()))
-        }
-        Err(e) => {
-            return Err(ApiError::Internal(format!(
-                "cannot open {}: {e}",
-                file.display()
-            )))
-        }
-    };
-    let len = f.metadata().await.map(|m| m.len() as usize).ok();
-    let mut resp = Response::new(StatusCode::Ok);
-    resp.set_body(Body::from_reader(smol::io::BufReader::new(f), len));
-    resp.set_content_type(http_types::mime::PLAIN);
-    Ok(resp)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError> {

@@ -4,7 +4,10 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod follow;
 pub mod http;
+pub mod logs;
+pub mod logwriter;
 pub mod plan;
 pub mod pod;
 pub mod pods;

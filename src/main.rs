@@ -66,7 +66,12 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // job.sh runs this binary as every container's log writer: no daemon, no config.
+    if argv.first().map(String::as_str) == Some("log-writer") {
+        return apptainer_plugin::logwriter::main(&argv[1..]);
+    }
+    let args = match parse_args(argv.into_iter()) {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {

@@ -127,6 +127,7 @@ fn write_and_spawn(
         pod_dir: dir,
         apptainer: &cfg.apptainer,
         default_options: &cfg.default_options,
+        log_writer: &cfg.log_writer,
         shm: cfg.shm_dir.as_deref(),
         tsocks: cfg
             .tsocks
@@ -329,31 +330,61 @@ fn remove_pod_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// `GET /getLogs`: the path of the container's merged log, after checking that pod and
-/// container exist. Reading and streaming it is the caller's.
-pub fn log_path(node: &Node, req: &LogRequest) -> Result<PathBuf, ApiError> {
+/// `GET /getLogs`: the answer as a stream, after checking the pod, the container and the
+/// options. `peer` is the client connection, watched while following.
+pub fn logs(
+    node: &Node,
+    req: &LogRequest,
+    peer: Option<std::os::fd::OwnedFd>,
+) -> Result<impl smol::stream::Stream<Item = io::Result<Vec<u8>>> + Send + Sync + 'static, ApiError>
+{
     let rec = node.registry.get(&req.pod_uid).ok_or_else(|| {
         ApiError::NotFound(format!(
             "pod {}/{} (uid {}) is not known on this node",
             req.namespace, req.pod_name, req.pod_uid
         ))
     })?;
+    let name = req.container_name.clone();
     let known = rec
         .init_containers
         .iter()
         .chain(&rec.containers)
-        .any(|c| c.name == req.container_name);
+        .any(|c| c.name == name);
     if !known {
         return Err(ApiError::NotFound(format!(
-            "pod {} has no container {:?}",
-            rec.key(),
-            req.container_name
+            "pod {} has no container {name:?}",
+            rec.key()
         )));
     }
-    Ok(node
-        .registry
-        .pod_dir(&rec.namespace, &rec.uid)
-        .join(script::log_file(&req.container_name)))
+    let q = crate::logs::query(&req.opts, crate::logs::now()).map_err(ApiError::BadRequest)?;
+    let pod_dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
+    let dir = pod_dir.join(script::container_dir(&name));
+    let (log, index) = crate::logs::files(&dir, q.previous);
+    if q.previous && !log.exists() {
+        return Err(ApiError::BadRequest(format!(
+            "previous terminated container {name:?} in pod {} not found",
+            rec.key()
+        )));
+    }
+    let open = Box::new(move || crate::logs::Reader::open(&log, &index, &q));
+    // A previous instance has ended: following it just reads it.
+    let follow = (q.follow && !q.previous).then(|| {
+        let job = rec.job();
+        let status_file = pod_dir.join(script::status_file(&name));
+        crate::follow::FollowCtx {
+            dir: dir.clone(),
+            ended: Box::new(move || {
+                let runs = std::fs::read_to_string(&status_file).map(|t| status::parse_status(&t));
+                let exited = runs
+                    .as_ref()
+                    .map_or(true, |r| r.last().is_some_and(|i| i.exit.is_some()));
+                exited || !process::is_alive(&job)
+            }),
+            peer,
+            recheck: Duration::from_secs(1),
+        }
+    });
+    Ok(crate::follow::stream(open, follow))
 }
 
 /// Pod counts by phase, computed as the Virtual Kubelet does from container states.

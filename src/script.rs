@@ -33,6 +33,8 @@ pub struct ScriptContext<'a> {
     pub pod_dir: &'a Path,
     pub apptainer: &'a Path,
     pub default_options: &'a [String],
+    /// The plugin's binary, run as `log-writer` behind each container.
+    pub log_writer: &'a Path,
     /// Memory-backed root for `emptyDir.medium: Memory`, if the node has one.
     pub shm: Option<&'a Path>,
     /// (library, login node) when Tsocks is configured.
@@ -149,8 +151,9 @@ ts() {
   fi
 }
 
-# run_container NAME ARGV...: runs one container with stdin from /dev/null and stdout and
-# stderr merged into its log, and appends its start and exit to its status file.
+# run_container NAME ARGV...: runs one container with stdin from /dev/null, its stdout and
+# stderr merged into one pipe to the log writer (which stamps when each piece was written),
+# and appends its start and exit to its status file.
 run_container() {
   local name=$1 rc
   shift
@@ -159,8 +162,9 @@ run_container() {
   trap ':' TERM
   ts
   printf 'start %s\n' "$REPLY" >>"containers/$name/status"
-  "$@" </dev/null >>"containers/$name/log" 2>&1
-  rc=$?
+  # The writer ignores SIGTERM: what the container says while stopping is still logged.
+  "$@" </dev/null 2>&1 | (trap '' TERM; exec "$log_writer" log-writer "containers/$name")
+  rc=${PIPESTATUS[0]}
   ts
   printf 'exit %s %s\n' "$rc" "$REPLY" >>"containers/$name/status"
   return "$rc"
@@ -183,6 +187,7 @@ pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
         "# containers/<name>/log; the daemon reads both, also after a restart of its own.\n",
     );
     s.push_str(PROLOGUE);
+    s.push_str(&format!("log_writer={}\n", quote_path(ctx.log_writer)));
     s.push_str(&format!("cd -- {} || exit 1\n", quote_path(ctx.pod_dir)));
     if plan.pre_exec.is_some() {
         s.push_str("\n# The pod's slurm-job.vk.io/pre-exec snippet (enabled on this node by EnablePreExec).\n");

@@ -60,6 +60,7 @@ fn render(case: &Path) -> (String, String) {
         pod_dir: Path::new(POD_DIR),
         apptainer: Path::new(APPTAINER),
         default_options: &options,
+        log_writer: Path::new("/usr/libexec/apptainer-plugin"),
         shm: Some(Path::new("/dev/shm")),
         tsocks: tsocks_path.as_deref().map(|p| (p, login.as_str())),
     };
