@@ -374,10 +374,9 @@ pub fn logs(
         crate::follow::FollowCtx {
             dir: dir.clone(),
             ended: Box::new(move || {
+                // No status yet means not started yet: only a dead job ends that wait.
                 let runs = std::fs::read_to_string(&status_file).map(|t| status::parse_status(&t));
-                let exited = runs
-                    .as_ref()
-                    .map_or(true, |r| r.last().is_some_and(|i| i.exit.is_some()));
+                let exited = runs.is_ok_and(|r| r.last().is_some_and(|i| i.exit.is_some()));
                 exited || !process::is_alive(&job)
             }),
             peer,
