@@ -11,7 +11,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// Backwards scans for `Tail` read this much at a time.
 const CHUNK: usize = 64 * 1024;
+/// Forward reads: large, so that a big log costs few hand-offs to the blocking pool.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Checked log options.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -265,7 +268,7 @@ impl Reader {
 
     /// The next piece of the answer; `None` at the current end of the file (or when done).
     pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             if self.done() {
                 return Ok(None);

@@ -345,6 +345,28 @@ fn a_large_log_is_served_in_bounded_memory() {
     let d = Daemon::start();
     // 64 MiB of 100-byte lines.
     let pod = finished(&d, "yes 'abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopq' | head -c 67108864");
+    // A tail reads the end of the file only (rchar: bytes the daemon read through syscalls).
+    let rchar = || -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", d.pid())).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let r0 = rchar();
+    assert_eq!(
+        logs_with(&d, &pod, "c", json!({"Tail": 100}))
+            .text()
+            .lines()
+            .count(),
+        100
+    );
+    let read = rchar() - r0;
+    assert!(
+        read < 1 << 20,
+        "a Tail of 100 lines read {read} bytes of a 64 MiB log"
+    );
     let before = vm_hwm_kib(d.pid());
     let whole = logs_with(&d, &pod, "c", json!({}));
     assert_eq!(whole.body.len(), 64 << 20);
@@ -352,4 +374,45 @@ fn a_large_log_is_served_in_bounded_memory() {
     assert_eq!(ts.text().lines().count(), 100000);
     let grew = vm_hwm_kib(d.pid()) - before;
     assert!(grew < 10 * 1024, "peak RSS grew by {grew} KiB");
+}
+
+#[test]
+fn follow_combines_with_tail_and_since() {
+    let d = Daemon::start();
+    let t = TempDir::new("followtail");
+    let script =
+        "echo one; echo two; echo three; while [ ! -e /signal/go ]; do sleep 0.01; done; echo four";
+    let c = mounting(sh("c", script), "signal", "/signal", true);
+    let vol = json!({"name": "signal", "hostPath": {"path": t.path(), "type": "Directory"}});
+    let pod = add_volume(pod_with("followtail", vec![c], vec![], 2), vol);
+    d.create(&pod);
+    assert!(wait_for(Duration::from_secs(10), || text(
+        &d,
+        &pod,
+        "c",
+        json!({})
+    )
+        == "one\ntwo\nthree\n"));
+    let mut s = follow(&d, &pod, json!({"Tail": 1}));
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, "three\n");
+    std::fs::write(t.path().join("go"), "").unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    got.extend(rest);
+    let body = String::from_utf8_lossy(&got);
+    let body = &body[body.find("\r\n\r\n").unwrap()..];
+    assert!(
+        !body.contains("two"),
+        "only the last line before new ones: {body:?}"
+    );
+    assert!(
+        body.contains("three\n") && body.contains("four\n"),
+        "{body:?}"
+    );
+    let since = text(&d, &pod, "c", json!({"SinceSeconds": 3600, "Follow": true}));
+    assert_eq!(
+        since, "one\ntwo\nthree\nfour\n",
+        "a follow of an ended container just reads"
+    );
 }
