@@ -416,3 +416,33 @@ fn follow_combines_with_tail_and_since() {
         "a follow of an ended container just reads"
     );
 }
+
+#[test]
+fn a_daemon_crash_does_not_block_a_container_that_writes_a_lot() {
+    let mut d = Daemon::start();
+    let pod = pod_with(
+        "chatty",
+        vec![sh(
+            "c",
+            "head -c 20000000 /dev/zero | tr '\\0' y; echo; echo done",
+        )],
+        vec![],
+        2,
+    );
+    d.create(&pod);
+    d.kill(9);
+    let status = d.pod_dir(&pod).join("containers/c/status");
+    assert!(
+        wait_for(Duration::from_secs(30), || std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .contains("exit 0")),
+        "the container finished without the daemon"
+    );
+    d.spawn();
+    let body = logs_with(&d, &pod, "c", json!({})).body;
+    assert_eq!(body.len(), 20_000_000 + 6);
+    assert_eq!(
+        logs_with(&d, &pod, "c", json!({"Tail": 1})).text(),
+        "done\n"
+    );
+}
