@@ -29,6 +29,11 @@ pub struct Config {
     pub bash: PathBuf,
     /// This very binary, which job.sh runs as `log-writer` behind every container.
     pub log_writer: PathBuf,
+    /// util-linux `setsid`: each container gets its own process group, so that one container
+    /// can be stopped without the others.
+    pub setsid: PathBuf,
+    /// CrashLoopBackOff: first delay, cap, and the clean running time that resets it (ms).
+    pub backoff: Backoff,
     pub export_pod_data: bool,
     pub log_level: LogLevel,
     pub enable_probes: bool,
@@ -44,6 +49,13 @@ pub struct Config {
     pub kill_poll_ms: u64,
     /// How often finished jobs are reaped when nobody asks for their status.
     pub reap_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub reset_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +90,9 @@ const KNOWN_KEYS: &[&str] = &[
     "TsocksPath",
     "TsocksLoginNode",
     "MaxGracePeriodSeconds",
+    "RestartBackoffMilliseconds",
+    "MaxRestartBackoffMilliseconds",
+    "RestartBackoffResetSeconds",
     "KillPollMilliseconds",
     "ReapIntervalMilliseconds",
 ];
@@ -327,6 +342,32 @@ fn parse(
 
     let max_grace_seconds =
         number(get("MaxGracePeriodSeconds"), "MaxGracePeriodSeconds")?.unwrap_or(100);
+    let backoff = Backoff {
+        initial_ms: number(
+            get("RestartBackoffMilliseconds"),
+            "RestartBackoffMilliseconds",
+        )?
+        .unwrap_or(10_000),
+        max_ms: number(
+            get("MaxRestartBackoffMilliseconds"),
+            "MaxRestartBackoffMilliseconds",
+        )?
+        .unwrap_or(300_000),
+        reset_ms: number(
+            get("RestartBackoffResetSeconds"),
+            "RestartBackoffResetSeconds",
+        )?
+        .unwrap_or(600)
+        .saturating_mul(1000),
+    };
+    let setsid = resolve_executable("setsid", cwd, over.env("PATH")).map_err(|p| {
+        (
+            None,
+            format!(
+                "setsid (util-linux) is needed to give each container its own process group: {p}"
+            ),
+        )
+    })?;
     let kill_poll_ms = number(get("KillPollMilliseconds"), "KillPollMilliseconds")?
         .unwrap_or(100)
         .max(1);
@@ -345,6 +386,8 @@ fn parse(
             bash,
             log_writer: std::env::current_exe()
                 .unwrap_or_else(|_| PathBuf::from("apptainer-plugin")),
+            setsid,
+            backoff,
             export_pod_data,
             log_level,
             enable_probes,
@@ -476,7 +519,10 @@ mod tests {
 
     fn try_parse(text: &str, env: &[(&str, &str)]) -> Result<Config, KeyProblem> {
         // The fake apptainer of the tests stands in for the one a node has in its PATH.
-        let path = [("PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))];
+        let path = [(
+            "PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures:/usr/bin:/bin"),
+        )];
         let over = Overrides {
             env: path
                 .iter()

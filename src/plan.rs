@@ -11,6 +11,25 @@ pub enum Verb {
     Run,
 }
 
+/// When job.sh starts a container again after it exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl Restart {
+    /// The word job.sh's `run_container` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Always => "Always",
+            Restart::OnFailure => "OnFailure",
+            Restart::Never => "Never",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerPlan {
     /// A DNS label: safe as a file name.
@@ -30,6 +49,12 @@ pub struct ContainerPlan {
     pub extra_options: Vec<String>,
     /// The container's volume mounts, parents before children.
     pub mounts: Vec<MountPlan>,
+    /// The pod's restartPolicy as it applies to this container (init containers: `Always`
+    /// means OnFailure, except for native sidecars).
+    pub restart: Restart,
+    /// An init container with its own `restartPolicy: Always`: started in order, not waited
+    /// for, kept running, stopped after the regular containers end.
+    pub sidecar: bool,
 }
 
 /// One `volumeMount`, checked: `volume` names a volume of the plan, `mount_path` is absolute

@@ -4,7 +4,7 @@
 
 use crate::api::RetrievedPodData;
 use crate::error::ApiError;
-use crate::plan::{ContainerPlan, PodPlan, Verb, VolumePlan};
+use crate::plan::{ContainerPlan, PodPlan, Restart, Verb, VolumePlan};
 use crate::volumes;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use std::collections::HashSet;
@@ -141,6 +141,16 @@ pub fn plan(data: &RetrievedPodData, d: &PlanDefaults<'_>) -> Result<PodPlan, Ap
         tracing::warn!(pod = %key, "annotation {ANNOTATION_PRE_EXEC} ignored: EnablePreExec is off on this node");
     }
     let pre_exec = pre_exec.filter(|_| d.enable_pre_exec).cloned();
+    let pod_restart = match spec.restart_policy.as_deref() {
+        None | Some("") | Some("Always") => Restart::Always,
+        Some("OnFailure") => Restart::OnFailure,
+        Some("Never") => Restart::Never,
+        Some(other) => {
+            return Err(bad(format!(
+                "spec.restartPolicy {other:?} is not Always, OnFailure or Never"
+            )))
+        }
+    };
 
     let all_containers = spec
         .init_containers
@@ -175,11 +185,35 @@ pub fn plan(data: &RetrievedPodData, d: &PlanDefaults<'_>) -> Result<PodPlan, Ap
             })
             .collect()
     };
-    let init_containers = convert(
+    let mut init_containers = convert(
         spec.init_containers.as_deref().unwrap_or(&[]),
         "spec.initContainers",
     )?;
-    let containers = convert(&spec.containers, "spec.containers")?;
+    let mut containers = convert(&spec.containers, "spec.containers")?;
+    for c in &mut containers {
+        c.restart = pod_restart;
+    }
+    for (c, spec_c) in init_containers
+        .iter_mut()
+        .zip(spec.init_containers.iter().flatten())
+    {
+        match spec_c.restart_policy.as_deref() {
+            Some("Always") => {
+                c.sidecar = true;
+                c.restart = Restart::Always;
+            }
+            None | Some("") => {
+                // An init container must succeed: Always retries it like OnFailure.
+                c.restart = if pod_restart == Restart::Never { Restart::Never } else { Restart::OnFailure };
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "init container {}: restartPolicy {other:?} is not supported (only Always, for a sidecar)",
+                    c.name
+                )))
+            }
+        }
+    }
     let grace_seconds = match spec.termination_grace_period_seconds {
         Some(g) if g >= 0 => g as u64,
         Some(_) => 0,
@@ -264,6 +298,8 @@ fn container_plan(
         env,
         extra_options: extra.to_vec(),
         mounts,
+        restart: Restart::Never,
+        sidecar: false,
     })
 }
 

@@ -128,6 +128,8 @@ fn write_and_spawn(
         apptainer: &cfg.apptainer,
         default_options: &cfg.default_options,
         log_writer: &cfg.log_writer,
+        setsid: &cfg.setsid,
+        backoff: cfg.backoff,
         shm: cfg.shm_dir.as_deref(),
         tsocks: cfg
             .tsocks

@@ -2,6 +2,7 @@
 //! text out, no I/O and no clock. Every byte a pod author wrote reaches the script only through
 //! `quote`, so nothing of theirs is ever interpreted by a shell.
 
+use crate::config::Backoff;
 use crate::plan::{ContainerPlan, PodPlan, Verb};
 use crate::volumes::volume_source;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,9 @@ pub struct ScriptContext<'a> {
     pub default_options: &'a [String],
     /// The plugin's binary, run as `log-writer` behind each container.
     pub log_writer: &'a Path,
+    /// util-linux `setsid`, which gives each container its own process group.
+    pub setsid: &'a Path,
+    pub backoff: Backoff,
     /// Memory-backed root for `emptyDir.medium: Memory`, if the node has one.
     pub shm: Option<&'a Path>,
     /// (library, login node) when Tsocks is configured.
@@ -151,23 +155,69 @@ ts() {
   fi
 }
 
-# run_container NAME ARGV...: runs one container with stdin from /dev/null, its stdout and
-# stderr merged into one pipe to the log writer (which stamps when each piece was written),
-# and appends its start and exit to its status file.
+# now_ms: milliseconds since the epoch into REPLY.
+now_ms() {
+  local t=${EPOCHREALTIME:-}
+  if [[ -n $t ]]; then
+    t=${t/[.,]/}
+    REPLY=$((10#$t / 1000))
+  else
+    REPLY=$(($(date +%s%N) / 1000000))
+  fi
+}
+
+# run_container NAME POLICY ARGV...: runs one container with stdin from /dev/null, its stdout
+# and stderr merged into one pipe to the log writer (which stamps when each piece was written),
+# in a process group of its own (its PID in containers/NAME/pid), so that it can be stopped
+# alone. POLICY (Always, OnFailure, Never) says whether it runs again after it exits, after the
+# kubelet's back-off. Appends start, exit and backoff lines to its status file.
 run_container() {
-  local name=$1 rc
+  local name=$1 policy=$2 rc started delay=$backoff_initial_ms stopping=
+  shift 2
+  # A SIGTERM (a delete, or the pod's end for a sidecar) means: no more restarts. The shell
+  # outlives the container it waits for and records its exit.
+  trap 'stopping=1' TERM
+  while :; do
+    ts
+    printf 'start %s\n' "$REPLY" >>"containers/$name/status"
+    now_ms
+    started=$REPLY
+    # The writer ignores SIGTERM: what the container says while stopping is still logged.
+    { printf '%s\n' "$BASHPID" >"containers/$name/pid"; exec "$setsid" "$@"; } </dev/null 2>&1 |
+      (trap '' TERM; exec "$log_writer" log-writer "containers/$name")
+    rc=${PIPESTATUS[0]}
+    ts
+    printf 'exit %s %s\n' "$rc" "$REPLY" >>"containers/$name/status"
+    [[ -n $stopping ]] && return "$rc"
+    case $policy in
+    Never) return "$rc" ;;
+    OnFailure) ((rc == 0)) && return 0 ;;
+    esac
+    now_ms
+    ((REPLY - started >= backoff_reset_ms)) && delay=$backoff_initial_ms
+    ts
+    printf 'backoff %s %s\n' "$delay" "$REPLY" >>"containers/$name/status"
+    # In the background, so that a SIGTERM interrupts the wait at once.
+    sleep "$((delay / 1000)).$((delay % 1000 / 100))$((delay % 100 / 10))$((delay % 10))" &
+    wait "$!"
+    [[ -n $stopping ]] && return "$rc"
+    delay=$((delay * 2 > backoff_max_ms ? backoff_max_ms : delay * 2))
+  done
+}
+
+# stop_sidecars NAME PID...: the pod's regular containers are done; stop its native sidecars
+# (the shells first, so that they do not restart them, then the containers' groups).
+stop_sidecars() {
+  local names=() pids=() i
+  while (($#)) && [[ $1 != -- ]]; do names+=("$1"); shift; done
   shift
-  # A caught SIGTERM lets this shell outlive the container it waits for and record its exit;
-  # the container itself gets the default action back at exec.
-  trap ':' TERM
-  ts
-  printf 'start %s\n' "$REPLY" >>"containers/$name/status"
-  # The writer ignores SIGTERM: what the container says while stopping is still logged.
-  "$@" </dev/null 2>&1 | (trap '' TERM; exec "$log_writer" log-writer "containers/$name")
-  rc=${PIPESTATUS[0]}
-  ts
-  printf 'exit %s %s\n' "$rc" "$REPLY" >>"containers/$name/status"
-  return "$rc"
+  pids=("$@")
+  kill -TERM "${pids[@]}" 2>/dev/null
+  for i in "${names[@]}"; do kill -TERM -- "-$(<"containers/$i/pid")" 2>/dev/null; done
+  for i in "${pids[@]}"; do
+    wait "$i"
+    while kill -0 "$i" 2>/dev/null; do wait "$i"; done
+  done
 }
 
 trap ':' TERM
@@ -188,6 +238,11 @@ pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
     );
     s.push_str(PROLOGUE);
     s.push_str(&format!("log_writer={}\n", quote_path(ctx.log_writer)));
+    s.push_str(&format!("setsid={}\n", quote_path(ctx.setsid)));
+    s.push_str(&format!(
+        "backoff_initial_ms={} backoff_max_ms={} backoff_reset_ms={}\n",
+        ctx.backoff.initial_ms, ctx.backoff.max_ms, ctx.backoff.reset_ms
+    ));
     s.push_str(&format!("cd -- {} || exit 1\n", quote_path(ctx.pod_dir)));
     if plan.pre_exec.is_some() {
         s.push_str("\n# The pod's slurm-job.vk.io/pre-exec snippet (enabled on this node by EnablePreExec).\n");
@@ -206,10 +261,21 @@ pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
     }
 
     if !plan.init_containers.is_empty() {
-        s.push_str("\n# Init containers, one after another; the first failure ends the pod.\n");
+        s.push_str(
+            "\n# Init containers, one after another; the first failure ends the pod. Native\n",
+        );
+        s.push_str("# sidecars (restartPolicy: Always) start in order and keep running.\n");
+        s.push_str("sidecar_names=() sidecar_pids=()\n");
         for c in &plan.init_containers {
             s.push_str(&command_line(ctx, plan, c));
-            s.push_str(" || exit 1\n");
+            if c.sidecar {
+                s.push_str(&format!(
+                    " &\nsidecar_pids+=($!) sidecar_names+=({})\n",
+                    quote(&c.name)
+                ));
+            } else {
+                s.push_str(" || exit 1\n");
+            }
         }
     }
 
@@ -227,6 +293,9 @@ for pid in "${pids[@]}"; do
 done
 "#,
     );
+    if plan.init_containers.iter().any(|c| c.sidecar) {
+        s.push_str("stop_sidecars \"${sidecar_names[@]}\" -- \"${sidecar_pids[@]}\"\n");
+    }
     if ctx.tsocks.is_some() {
         s.push_str("kill \"$tunnel\" 2>/dev/null\n");
     }
@@ -235,7 +304,7 @@ done
 }
 
 fn command_line(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan) -> String {
-    let mut line = format!("run_container {}", quote(&c.name));
+    let mut line = format!("run_container {} {}", quote(&c.name), c.restart.as_str());
     for w in apptainer_argv(ctx, plan, c) {
         line.push(' ');
         line.push_str(&quote(&w));

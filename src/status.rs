@@ -18,9 +18,11 @@ use std::path::Path;
 pub struct Instance {
     pub started: Option<Timestamp>,
     pub exit: Option<(i32, Option<Timestamp>)>,
+    /// After its exit job.sh waits this many milliseconds before the next start.
+    pub backoff_ms: Option<u64>,
 }
 
-/// Parses `start <time>` / `exit <code> <time>` lines; an unfinished last line (job.sh is
+/// Parses `start <time>` / `exit <code> <time>` / `backoff <ms> <time>` lines; an unfinished last line (job.sh is
 /// writing it right now) is ignored.
 pub fn parse_status(text: &str) -> Vec<Instance> {
     let mut runs: Vec<Instance> = Vec::new();
@@ -33,8 +35,13 @@ pub fn parse_status(text: &str) -> Vec<Instance> {
         match (w.next(), w.next(), w.next()) {
             (Some("start"), Some(t), None) => runs.push(Instance {
                 started: parse_time(t),
-                exit: None,
+                ..Default::default()
             }),
+            (Some("backoff"), Some(ms), Some(_)) => {
+                if let (Some(last), Ok(ms)) = (runs.last_mut(), ms.parse()) {
+                    last.backoff_ms = Some(ms);
+                }
+            }
             (Some("exit"), Some(code), Some(t)) => {
                 let Ok(code) = code.parse::<i32>() else {
                     continue;
@@ -42,8 +49,8 @@ pub fn parse_status(text: &str) -> Vec<Instance> {
                 match runs.last_mut() {
                     Some(last) if last.exit.is_none() => last.exit = Some((code, parse_time(t))),
                     _ => runs.push(Instance {
-                        started: None,
                         exit: Some((code, parse_time(t))),
+                        ..Default::default()
                     }),
                 }
             }
@@ -112,6 +119,38 @@ fn container_status(
     waiting_reason: &str,
     init_failure: Option<&(String, i32)>,
 ) -> ContainerStatus {
+    let ended = |i: &Instance| {
+        i.exit
+            .map(|(code, fin)| terminated(code, i.started, fin, None))
+    };
+    // Waiting for a restart: the last instance is the "last state", as for the kubelet.
+    if let Some(
+        last @ Instance {
+            exit: Some(_),
+            backoff_ms: Some(ms),
+            ..
+        },
+    ) = runs.last().filter(|_| alive)
+    {
+        let message = format!(
+            "back-off {}s restarting failed container={}",
+            ms.div_ceil(1000),
+            c.name
+        );
+        return ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            restart_count: runs.len().saturating_sub(1) as i32,
+            last_state: Some(ended(last).unwrap_or_default()),
+            state: Some(waiting("CrashLoopBackOff", Some(message))),
+            started: Some(false),
+            ..Default::default()
+        };
+    }
+    let last_state = match runs.len() {
+        n if n >= 2 => ended(&runs[n - 2]).unwrap_or_default(),
+        _ => ContainerState::default(),
+    };
     let state = match runs.last() {
         None if alive => waiting(waiting_reason, None),
         None => ContainerState {
@@ -126,6 +165,7 @@ fn container_status(
         Some(Instance {
             started,
             exit: None,
+            ..
         }) if alive => ContainerState {
             running: Some(ContainerStateRunning {
                 started_at: started.map(Time),
@@ -135,6 +175,7 @@ fn container_status(
         Some(Instance {
             started,
             exit: None,
+            ..
         }) => terminated(
             137,
             *started,
@@ -147,6 +188,7 @@ fn container_status(
         Some(Instance {
             started,
             exit: Some((code, finished)),
+            ..
         }) => terminated(*code, *started, *finished, None),
     };
     let mut state = state;
@@ -170,7 +212,7 @@ fn container_status(
         ready: running,
         started: Some(running),
         restart_count: runs.len().saturating_sub(1) as i32,
-        last_state: Some(ContainerState::default()),
+        last_state: Some(last_state),
         state: Some(state),
         ..Default::default()
     }
@@ -280,6 +322,7 @@ mod tests {
         let started = Instance {
             started: parse_time(A),
             exit: None,
+            backoff_ms: None,
         };
         assert!(s(std::slice::from_ref(&started), true).running.is_some());
         assert_eq!(
@@ -292,6 +335,7 @@ mod tests {
         let killed = Instance {
             started: parse_time(A),
             exit: Some((137, parse_time(B))),
+            backoff_ms: None,
         };
         let t = s(&[killed], false).terminated.unwrap();
         assert_eq!(
@@ -301,6 +345,7 @@ mod tests {
         let ok = Instance {
             started: parse_time(A),
             exit: Some((0, parse_time(B))),
+            backoff_ms: None,
         };
         let t = s(&[ok], true).terminated.unwrap();
         assert_eq!(

@@ -61,6 +61,12 @@ fn render(case: &Path) -> (String, String) {
         apptainer: Path::new(APPTAINER),
         default_options: &options,
         log_writer: Path::new("/usr/libexec/apptainer-plugin"),
+        setsid: Path::new("/usr/bin/setsid"),
+        backoff: apptainer_plugin::config::Backoff {
+            initial_ms: 10_000,
+            max_ms: 300_000,
+            reset_ms: 600_000,
+        },
         shm: Some(Path::new("/dev/shm")),
         tsocks: tsocks_path.as_deref().map(|p| (p, login.as_str())),
     };
