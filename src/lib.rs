@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod follow;
+pub mod hooks;
 pub mod http;
 pub mod logs;
 pub mod logwriter;

@@ -55,6 +55,22 @@ pub struct ContainerPlan {
     /// An init container with its own `restartPolicy: Always`: started in order, not waited
     /// for, kept running, stopped after the regular containers end.
     pub sidecar: bool,
+    pub post_start: Option<Hook>,
+    pub pre_stop: Option<Hook>,
+}
+
+/// A lifecycle hook, checked: an exec runs in the container's environment (same image,
+/// options, binds and /tmp); an httpGet goes to the host network, as the container's ports do.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Hook {
+    Exec(Vec<String>),
+    HttpGet {
+        host: String,
+        port: u16,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+    Sleep(u64),
 }
 
 /// One `volumeMount`, checked: `volume` names a volume of the plan, `mount_path` is absolute

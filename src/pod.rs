@@ -288,6 +288,7 @@ fn container_plan(
         }
     }
     let mounts = volumes::plan_mounts(c, volumes, &env)?;
+    let (post_start, pre_stop) = crate::hooks::hooks(c)?;
     Ok(ContainerPlan {
         name: c.name.clone(),
         resolved_image: resolve_image(&image, image_root),
@@ -300,6 +301,8 @@ fn container_plan(
         mounts,
         restart: Restart::Never,
         sidecar: false,
+        post_start,
+        pre_stop,
     })
 }
 

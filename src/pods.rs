@@ -161,6 +161,7 @@ fn write_and_spawn(
                 name: c.name.clone(),
                 image: c.image.clone(),
                 notes: volumes::unenforced(plan, c),
+                pre_stop: c.pre_stop.is_some(),
             })
             .collect()
     };
@@ -288,12 +289,12 @@ async fn delete_one(node: &Arc<Node>, p: &PodRef) -> Result<String, ApiError> {
         .map(|g| g.max(0) as u64)
         .unwrap_or(rec.grace_seconds);
     let grace = Duration::from_secs(asked.min(node.cfg.max_grace_seconds));
-    let outcome = process::terminate(
-        rec.job(),
-        grace,
-        Duration::from_millis(node.cfg.kill_poll_ms),
-    )
-    .await;
+    // preStop hooks run first; their time counts against the grace period.
+    let deadline = std::time::Instant::now() + grace;
+    let poll = Duration::from_millis(node.cfg.kill_poll_ms);
+    run_pre_stops(node, &rec, deadline, poll).await;
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let outcome = process::terminate(rec.job(), left, poll).await;
     let dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
     let outside = rec.outside_dirs.clone();
     let removed = smol::unblock(move || {
@@ -323,6 +324,49 @@ async fn delete_one(node: &Arc<Node>, p: &PodRef) -> Result<String, ApiError> {
         ),
         (false, _) => format!("pod {} deleted", rec.key()),
     })
+}
+
+/// Runs `job.sh prestop NAME` for every running container that has a preStop hook, all at
+/// once, until they end or the deadline (then they are killed).
+async fn run_pre_stops(node: &Node, rec: &PodRecord, deadline: std::time::Instant, poll: Duration) {
+    if !process::is_alive(&rec.job()) {
+        return;
+    }
+    let dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
+    let running = |name: &str| {
+        std::fs::read_to_string(dir.join(script::status_file(name)))
+            .map(|t| {
+                status::parse_status(&t)
+                    .last()
+                    .is_some_and(|i| i.exit.is_none())
+            })
+            .unwrap_or(false)
+    };
+    let mut hooks = Vec::new();
+    for c in rec
+        .init_containers
+        .iter()
+        .chain(&rec.containers)
+        .filter(|c| c.pre_stop && running(&c.name))
+    {
+        match process::spawn_with(
+            &node.cfg.bash,
+            &dir.join(JOB_SCRIPT),
+            &["prestop", &c.name],
+            &dir,
+            &dir.join(JOB_LOG),
+        ) {
+            Ok(job) => hooks.push(job),
+            Err(e) => {
+                tracing::warn!(pod = %rec.key(), container = %c.name, "preStop hook not started: {e}")
+            }
+        }
+    }
+    for job in hooks {
+        if !process::wait_until(job, deadline, poll).await {
+            tracing::warn!(pod = %rec.key(), "a preStop hook was still running at the end of the grace period");
+        }
+    }
 }
 
 fn remove_pod_dir(dir: &Path) -> io::Result<()> {

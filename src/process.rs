@@ -22,10 +22,22 @@ pub struct Job {
 /// Starts `bash script` in `dir` as the leader of a new process group, with stdin from
 /// /dev/null and its own output appended to `log`.
 pub fn spawn(bash: &Path, script: &Path, dir: &Path, log: &Path) -> io::Result<Job> {
+    spawn_with(bash, script, &[], dir, log)
+}
+
+/// `spawn` with arguments after the script.
+pub fn spawn_with(
+    bash: &Path,
+    script: &Path,
+    args: &[&str],
+    dir: &Path,
+    log: &Path,
+) -> io::Result<Job> {
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
     let child = Command::new(bash)
         .arg(script)
+        .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out)
@@ -156,6 +168,25 @@ fn signal_all(job: &Job, procs: &HashMap<i32, u64>, sig: Signal) {
             }
         }
     }
+}
+
+/// Waits for a job until `deadline`, then kills its whole group. Returns whether it ended by
+/// itself.
+pub async fn wait_until(job: Job, deadline: Instant, poll: Duration) -> bool {
+    while Instant::now() < deadline {
+        if !is_alive(&job) {
+            return true;
+        }
+        smol::Timer::after(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+    if is_alive(&job) && group_is_ours(&job) {
+        if let Some(g) = Pid::from_raw(job.pid) {
+            let _ = kill_process_group(g, Signal::KILL);
+        }
+        reap(job.pid);
+        return false;
+    }
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! `quote`, so nothing of theirs is ever interpreted by a shell.
 
 use crate::config::Backoff;
-use crate::plan::{ContainerPlan, PodPlan, Verb};
+use crate::plan::{ContainerPlan, Hook, PodPlan, Verb};
 use crate::volumes::volume_source;
 use std::path::{Path, PathBuf};
 
@@ -166,14 +166,15 @@ now_ms() {
   fi
 }
 
-# run_container NAME POLICY ARGV...: runs one container with stdin from /dev/null, its stdout
+# run_container NAME POLICY POSTSTART ARGV...: runs one container with stdin from /dev/null, its stdout
 # and stderr merged into one pipe to the log writer (which stamps when each piece was written),
 # in a process group of its own (its PID in containers/NAME/pid), so that it can be stopped
 # alone. POLICY (Always, OnFailure, Never) says whether it runs again after it exits, after the
-# kubelet's back-off. Appends start, exit and backoff lines to its status file.
+# kubelet's back-off. POSTSTART names its postStart hook function, or is -. Appends start,
+# exit and backoff lines to its status file.
 run_container() {
-  local name=$1 policy=$2 rc started delay=$backoff_initial_ms stopping=
-  shift 2
+  local name=$1 policy=$2 post_start=$3 rc started delay=$backoff_initial_ms stopping=
+  shift 3
   # A SIGTERM (a delete, or the pod's end for a sidecar) means: no more restarts. The shell
   # outlives the container it waits for and records its exit.
   trap 'stopping=1' TERM
@@ -182,6 +183,8 @@ run_container() {
     printf 'start %s\n' "$REPLY" >>"containers/$name/status"
     now_ms
     started=$REPLY
+    : >"containers/$name/pid"
+    [[ $post_start == - ]] || run_post_start "$name" "$post_start" &
     # The writer ignores SIGTERM: what the container says while stopping is still logged.
     { printf '%s\n' "$BASHPID" >"containers/$name/pid"; exec "$setsid" "$@"; } </dev/null 2>&1 |
       (trap '' TERM; exec "$log_writer" log-writer "containers/$name")
@@ -203,6 +206,39 @@ run_container() {
     [[ -n $stopping ]] && return "$rc"
     delay=$((delay * 2 > backoff_max_ms ? backoff_max_ms : delay * 2))
   done
+}
+
+# run_post_start NAME FN: runs a container's postStart hook as soon as the container has
+# started, concurrently with it; if the hook fails, the container is stopped (SIGTERM, then
+# SIGKILL after the grace period) and its policy decides what follows.
+run_post_start() {
+  local name=$1 fn=$2 i=0 pid
+  until [[ -s containers/$name/pid ]] || ((i++ > 1000)); do sleep 0.01; done
+  "$fn" >>"containers/$name/hooks.log" 2>&1 && return 0
+  ts
+  printf 'poststart-failed %s\n' "$REPLY" >>"containers/$name/status"
+  pid=$(<"containers/$name/pid")
+  kill -TERM -- "-$pid" 2>/dev/null || return 0
+  sleep "$grace_s"
+  kill -KILL -- "-$pid" 2>/dev/null
+  return 0
+}
+
+# http_get HOST PORT PATH [NAME VALUE]...: an httpGet hook, with bash's own /dev/tcp; it
+# succeeds when the answer's status is 200-399.
+http_get() {
+  local host=$1 port=$2 path=$3 code
+  shift 3
+  exec 9<>"/dev/tcp/$host/$port" || return 1
+  printf 'GET %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: kube-lifecycle/1.34\r\nConnection: close\r\n' "$path" "$host" "$port" >&9
+  while (($# >= 2)); do
+    printf '%s: %s\r\n' "$1" "$2" >&9
+    shift 2
+  done
+  printf '\r\n' >&9
+  IFS=' ' read -r -t 10 _ code _ <&9
+  exec 9<&-
+  [[ $code =~ ^[0-9]+$ ]] && ((code >= 200 && code < 400))
 }
 
 # stop_sidecars NAME PID...: the pod's regular containers are done; stop its native sidecars
@@ -243,7 +279,9 @@ pub fn render_job(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
         "backoff_initial_ms={} backoff_max_ms={} backoff_reset_ms={}\n",
         ctx.backoff.initial_ms, ctx.backoff.max_ms, ctx.backoff.reset_ms
     ));
+    s.push_str(&format!("grace_s={}\n", plan.grace_seconds));
     s.push_str(&format!("cd -- {} || exit 1\n", quote_path(ctx.pod_dir)));
+    s.push_str(&hook_functions(ctx, plan));
     if plan.pre_exec.is_some() {
         s.push_str("\n# The pod's slurm-job.vk.io/pre-exec snippet (enabled on this node by EnablePreExec).\n");
         s.push_str(&format!(". ./{PRE_EXEC} >>job.log 2>&1\n"));
@@ -303,8 +341,112 @@ done
     s
 }
 
+/// The name of a container's hook function in job.sh (container names have '-', which bash
+/// function names had better not).
+fn hook_fn(kind: &str, plan: &PodPlan, c: &ContainerPlan) -> String {
+    let i = plan
+        .init_containers
+        .iter()
+        .chain(&plan.containers)
+        .position(|x| x.name == c.name)
+        .unwrap_or(0);
+    format!("{kind}_{i}")
+}
+
+fn hook_body(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan, h: &Hook) -> String {
+    let words: Vec<String> = match h {
+        Hook::Exec(cmd) => {
+            // In the container's environment: same image, options, binds and /tmp.
+            let mut as_exec = c.clone();
+            as_exec.verb = Verb::Exec;
+            as_exec.argv = cmd.clone();
+            apptainer_argv(ctx, plan, &as_exec)
+        }
+        Hook::HttpGet {
+            host,
+            port,
+            path,
+            headers,
+        } => {
+            let mut w = vec![
+                "http_get".to_string(),
+                host.clone(),
+                port.to_string(),
+                path.clone(),
+            ];
+            for (k, v) in headers {
+                w.push(k.clone());
+                w.push(v.clone());
+            }
+            w
+        }
+        Hook::Sleep(secs) => vec!["sleep".into(), secs.to_string()],
+    };
+    let quoted: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 && w == "http_get" {
+                w.clone()
+            } else {
+                quote(w)
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// One function per hook, and the `job.sh prestop NAME` entry the daemon uses before it stops
+/// a container.
+fn hook_functions(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
+    let mut s = String::new();
+    let all: Vec<&ContainerPlan> = plan
+        .init_containers
+        .iter()
+        .chain(&plan.containers)
+        .collect();
+    for c in &all {
+        if let Some(h) = &c.post_start {
+            s.push_str(&format!(
+                "{}() {{ {} </dev/null; }}\n",
+                hook_fn("post_start", plan, c),
+                hook_body(ctx, plan, c, h)
+            ));
+        }
+        if let Some(h) = &c.pre_stop {
+            s.push_str(&format!(
+                "{}() {{ {} </dev/null; }}\n",
+                hook_fn("pre_stop", plan, c),
+                hook_body(ctx, plan, c, h)
+            ));
+        }
+    }
+    let pre_stops: Vec<&&ContainerPlan> = all.iter().filter(|c| c.pre_stop.is_some()).collect();
+    if !pre_stops.is_empty() {
+        s.push_str("\n# `job.sh prestop NAME` runs that container's preStop hook.\nif [[ ${1-} == prestop ]]; then\n  case ${2-} in\n");
+        for c in pre_stops {
+            s.push_str(&format!(
+                "  {}) {} >>{} 2>&1 ;;\n",
+                quote(&c.name),
+                hook_fn("pre_stop", plan, c),
+                quote(&format!("containers/{}/hooks.log", c.name))
+            ));
+        }
+        s.push_str("  esac\n  exit\nfi\n");
+    }
+    s
+}
+
 fn command_line(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan) -> String {
-    let mut line = format!("run_container {} {}", quote(&c.name), c.restart.as_str());
+    let post = match c.post_start {
+        Some(_) => hook_fn("post_start", plan, c),
+        None => "-".to_string(),
+    };
+    let mut line = format!(
+        "run_container {} {} {post}",
+        quote(&c.name),
+        c.restart.as_str()
+    );
     for w in apptainer_argv(ctx, plan, c) {
         line.push(' ');
         line.push_str(&quote(&w));

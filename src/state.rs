@@ -21,6 +21,9 @@ pub struct ContainerRecord {
     /// What the pod asked for that this node does not enforce, shown in status messages.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// It has a preStop hook, which a delete runs (through `job.sh prestop NAME`) first.
+    #[serde(default)]
+    pub pre_stop: bool,
 }
 
 /// What must survive a daemon restart to find, report and delete a pod.

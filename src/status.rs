@@ -20,6 +20,8 @@ pub struct Instance {
     pub exit: Option<(i32, Option<Timestamp>)>,
     /// After its exit job.sh waits this many milliseconds before the next start.
     pub backoff_ms: Option<u64>,
+    /// Its postStart hook failed, and job.sh stopped it.
+    pub post_start_failed: bool,
 }
 
 /// Parses `start <time>` / `exit <code> <time>` / `backoff <ms> <time>` lines; an unfinished last line (job.sh is
@@ -37,6 +39,11 @@ pub fn parse_status(text: &str) -> Vec<Instance> {
                 started: parse_time(t),
                 ..Default::default()
             }),
+            (Some("poststart-failed"), Some(_), None) => {
+                if let Some(last) = runs.last_mut() {
+                    last.post_start_failed = true;
+                }
+            }
             (Some("backoff"), Some(ms), Some(_)) => {
                 if let (Some(last), Ok(ms)) = (runs.last_mut(), ms.parse()) {
                     last.backoff_ms = Some(ms);
@@ -100,6 +107,18 @@ fn terminated(
         }),
         ..Default::default()
     }
+}
+
+/// The terminated state of an instance that exited.
+fn instance_end(i: &Instance, code: i32, finished: Option<Timestamp>) -> ContainerState {
+    let mut st = terminated(code, i.started, finished, None);
+    if i.post_start_failed {
+        if let Some(t) = st.terminated.as_mut() {
+            t.reason = Some("FailedPostStartHook".into());
+            t.message = Some("the postStart hook failed, so the container was stopped (its output is in hooks.log)".into());
+        }
+    }
+    st
 }
 
 /// Why a container that never started will not start: the failed init container, if any.
@@ -185,11 +204,12 @@ fn container_status(
                     .into(),
             ),
         ),
-        Some(Instance {
-            started,
-            exit: Some((code, finished)),
-            ..
-        }) => terminated(*code, *started, *finished, None),
+        Some(
+            i @ Instance {
+                exit: Some((code, finished)),
+                ..
+            },
+        ) => instance_end(i, *code, *finished),
     };
     let mut state = state;
     if !c.notes.is_empty() {
