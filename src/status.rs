@@ -328,6 +328,7 @@ mod tests {
             name: "c".into(),
             image: "i".into(),
             notes: vec![],
+            pre_stop: false,
         };
         let s = |runs: &[Instance], alive| {
             container_status(&c, runs, alive, "ContainerCreating", None)
@@ -342,7 +343,7 @@ mod tests {
         let started = Instance {
             started: parse_time(A),
             exit: None,
-            backoff_ms: None,
+            ..Default::default()
         };
         assert!(s(std::slice::from_ref(&started), true).running.is_some());
         assert_eq!(
@@ -355,7 +356,7 @@ mod tests {
         let killed = Instance {
             started: parse_time(A),
             exit: Some((137, parse_time(B))),
-            backoff_ms: None,
+            ..Default::default()
         };
         let t = s(&[killed], false).terminated.unwrap();
         assert_eq!(
@@ -365,7 +366,7 @@ mod tests {
         let ok = Instance {
             started: parse_time(A),
             exit: Some((0, parse_time(B))),
-            backoff_ms: None,
+            ..Default::default()
         };
         let t = s(&[ok], true).terminated.unwrap();
         assert_eq!(
