@@ -37,6 +37,9 @@ pub struct Config {
     pub export_pod_data: bool,
     pub log_level: LogLevel,
     pub enable_probes: bool,
+    /// The length of one second of probe timing (initialDelay, period, timeout), in ms: 1000,
+    /// except in tests that want probes to run fast.
+    pub probe_second_ms: u64,
     /// Run the pod annotation `slurm-job.vk.io/pre-exec` (shell text) before the containers.
     pub enable_pre_exec: bool,
     /// Memory-backed directory for `emptyDir.medium: Memory` (/dev/shm where it exists).
@@ -85,6 +88,7 @@ const KNOWN_KEYS: &[&str] = &[
     "VerboseLogging",
     "ErrorsOnlyLogging",
     "EnableProbes",
+    "ProbeSecondMilliseconds",
     "EnablePreExec",
     "Tsocks",
     "TsocksPath",
@@ -303,6 +307,9 @@ fn parse(
     };
     let enable_probes = boolean(get("EnableProbes"), "EnableProbes")?.unwrap_or(false);
     let enable_pre_exec = boolean(get("EnablePreExec"), "EnablePreExec")?.unwrap_or(false);
+    let probe_second_ms = number(get("ProbeSecondMilliseconds"), "ProbeSecondMilliseconds")?
+        .unwrap_or(1000)
+        .max(1);
     let shm_dir = Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir());
 
     let tsocks_on = match over.env("TSOCKS") {
@@ -391,6 +398,7 @@ fn parse(
             export_pod_data,
             log_level,
             enable_probes,
+            probe_second_ms,
             enable_pre_exec,
             shm_dir,
             tsocks,

@@ -12,6 +12,7 @@ pub mod logwriter;
 pub mod plan;
 pub mod pod;
 pub mod pods;
+pub mod probes;
 pub mod process;
 pub mod script;
 pub mod state;

@@ -131,13 +131,22 @@ fn run(cfg: config::Config) -> ExitCode {
     );
     let version = VersionCache::new(cfg.apptainer.clone(), Duration::from_secs(5));
     let listen = cfg.listen.clone();
-    let node = Arc::new(Node { cfg, registry });
+    let ex = Arc::new(smol::Executor::new());
+    let node = Arc::new(Node {
+        cfg,
+        registry,
+        verdicts: Default::default(),
+        executor: ex.clone(),
+    });
+    // Probes of the pods found again carry on where the last daemon left them.
+    for rec in node.registry.all() {
+        pods::start_probes(&node, &rec);
+    }
     let server = Arc::new(Server {
         node: node.clone(),
         version,
     });
 
-    let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)

@@ -57,6 +57,53 @@ pub struct ContainerPlan {
     pub sidecar: bool,
     pub post_start: Option<Hook>,
     pub pre_stop: Option<Hook>,
+    /// Startup, readiness and liveness probes (run by the daemon when `EnableProbes` is on).
+    pub probes: Vec<ProbePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ProbeKind {
+    Startup,
+    Readiness,
+    Liveness,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "startup",
+            ProbeKind::Readiness => "readiness",
+            ProbeKind::Liveness => "liveness",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ProbeHandler {
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// Runs through `job.sh probe NAME KIND` in the container's environment.
+    Exec(Vec<String>),
+}
+
+/// A probe with the kubelet's defaults filled in (seconds are "probe seconds", see config).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProbePlan {
+    pub kind: ProbeKind,
+    pub handler: ProbeHandler,
+    pub initial_delay: u32,
+    pub period: u32,
+    pub timeout: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
 }
 
 /// A lifecycle hook, checked: an exec runs in the container's environment (same image,

@@ -289,6 +289,7 @@ fn container_plan(
     }
     let mounts = volumes::plan_mounts(c, volumes, &env)?;
     let (post_start, pre_stop) = crate::hooks::hooks(c)?;
+    let probes = crate::probes::plan(c)?;
     Ok(ContainerPlan {
         name: c.name.clone(),
         resolved_image: resolve_image(&image, image_root),
@@ -303,6 +304,7 @@ fn container_plan(
         sidecar: false,
         post_start,
         pre_stop,
+        probes,
     })
 }
 

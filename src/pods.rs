@@ -23,6 +23,43 @@ use std::time::Duration;
 pub struct Node {
     pub cfg: Config,
     pub registry: Registry,
+    /// What the probes concluded, read by the status path.
+    pub verdicts: Arc<crate::probes::Verdicts>,
+    /// Where probe tasks run.
+    pub executor: Arc<smol::Executor<'static>>,
+}
+
+/// Starts the probe tasks of a pod's probed containers (when the node runs probes).
+pub fn start_probes(node: &Node, rec: &PodRecord) {
+    if !node.cfg.enable_probes {
+        return;
+    }
+    for c in rec
+        .init_containers
+        .iter()
+        .chain(&rec.containers)
+        .filter(|c| !c.probes.is_empty())
+    {
+        let target = crate::probes::Target {
+            uid: rec.uid.clone(),
+            pod_key: rec.key(),
+            container: c.name.clone(),
+            pod_dir: node.registry.pod_dir(&rec.namespace, &rec.uid),
+            bash: node.cfg.bash.clone(),
+            probes: c.probes.clone(),
+            has_pre_stop: c.pre_stop,
+            grace: Duration::from_secs(rec.grace_seconds.min(node.cfg.max_grace_seconds)),
+            second: Duration::from_millis(node.cfg.probe_second_ms),
+        };
+        let saved = target
+            .pod_dir
+            .join(script::container_dir(&c.name))
+            .join("probe");
+        node.verdicts.load(&rec.uid, &c.name, &saved);
+        node.executor
+            .spawn(crate::probes::watch(target, node.verdicts.clone()))
+            .detach();
+    }
 }
 
 pub const JOB_SCRIPT: &str = "job.sh";
@@ -80,6 +117,7 @@ pub async fn create(node: &Arc<Node>, body: &[u8]) -> Result<CreateResponse, Api
         pod_uid: rec.uid.clone(),
         pod_jid: rec.jid(),
     };
+    start_probes(node, &rec);
     entry.set_record(Some(Arc::new(rec)));
     Ok(resp)
 }
@@ -162,6 +200,7 @@ fn write_and_spawn(
                 image: c.image.clone(),
                 notes: volumes::unenforced(plan, c),
                 pre_stop: c.pre_stop.is_some(),
+                probes: c.probes.clone(),
             })
             .collect()
     };
@@ -233,7 +272,32 @@ pub fn status(node: &Node, pods: &[PodRef]) -> Result<Vec<PodStatusOut>, ApiErro
 
 fn status_of(node: &Node, rec: &PodRecord) -> PodStatusOut {
     let dir = node.registry.pod_dir(&rec.namespace, &rec.uid);
-    status::pod_status(&dir, rec, process::is_alive(&rec.job()))
+    let mut st = status::pod_status(&dir, rec, process::is_alive(&rec.job()));
+    if node.cfg.enable_probes {
+        // A probed running container is started and ready only as its probes say.
+        let probed = rec
+            .init_containers
+            .iter()
+            .chain(&rec.containers)
+            .filter(|c| !c.probes.is_empty());
+        for c in probed {
+            let Some(cs) = st
+                .init_containers
+                .iter_mut()
+                .chain(st.containers.iter_mut())
+                .find(|s| s.name == c.name)
+            else {
+                continue;
+            };
+            if cs.state.as_ref().is_some_and(|s| s.running.is_some()) {
+                let v = node.verdicts.get(&rec.uid, &c.name).unwrap_or_default();
+                let current = v.instance == cs.restart_count as usize + 1;
+                cs.started = Some(current && v.started);
+                cs.ready = current && v.started && v.ready;
+            }
+        }
+    }
+    st
 }
 
 /// Whether a `/status` body is the ping (`[]`), answered without touching any pod.
@@ -363,7 +427,7 @@ async fn run_pre_stops(node: &Node, rec: &PodRecord, deadline: std::time::Instan
         }
     }
     for job in hooks {
-        if !process::wait_until(job, deadline, poll).await {
+        if process::wait_until(job, deadline, poll).await.is_none() {
             tracing::warn!(pod = %rec.key(), "a preStop hook was still running at the end of the grace period");
         }
     }

@@ -170,23 +170,50 @@ fn signal_all(job: &Job, procs: &HashMap<i32, u64>, sig: Signal) {
     }
 }
 
-/// Waits for a job until `deadline`, then kills its whole group. Returns whether it ended by
-/// itself.
-pub async fn wait_until(job: Job, deadline: Instant, poll: Duration) -> bool {
-    while Instant::now() < deadline {
-        if !is_alive(&job) {
-            return true;
+/// Waits for a child job until `deadline`, then kills its whole group. Returns its exit code
+/// (128+N for a signal), or None when it had to be killed.
+pub async fn wait_until(job: Job, deadline: Instant, poll: Duration) -> Option<i32> {
+    let mut wait = Duration::from_millis(2).min(poll);
+    loop {
+        if let Some(code) = try_wait(job.pid) {
+            return Some(code);
         }
-        smol::Timer::after(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+        if !matches!(stat(job.pid), Some(s) if s.state != b'Z' && s.start_ticks == job.start_ticks)
+        {
+            // Not (or no longer) our child to wait for.
+            return Some(0);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        smol::Timer::after(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+        wait = (wait * 2).min(poll);
     }
-    if is_alive(&job) && group_is_ours(&job) {
+    if group_is_ours(&job) {
         if let Some(g) = Pid::from_raw(job.pid) {
             let _ = kill_process_group(g, Signal::KILL);
         }
-        reap(job.pid);
-        return false;
     }
-    true
+    reap(job.pid);
+    None
+}
+
+/// The exit code of a child that has ended (128+N when a signal N ended it), reaping it.
+fn try_wait(pid: i32) -> Option<i32> {
+    let p = Pid::from_raw(pid)?;
+    match waitpid(Some(p), WaitOptions::NOHANG) {
+        Ok(Some((_, st))) => st
+            .exit_status()
+            .or_else(|| st.terminating_signal().map(|s| 128 + s)),
+        _ => None,
+    }
+}
+
+/// SIGTERM (or SIGKILL) to the process group led by `pid`, if that group exists.
+pub fn signal_group(pid: i32, kill: bool) {
+    if let Some(g) = Pid::from_raw(pid) {
+        let _ = kill_process_group(g, if kill { Signal::KILL } else { Signal::TERM });
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! `quote`, so nothing of theirs is ever interpreted by a shell.
 
 use crate::config::Backoff;
-use crate::plan::{ContainerPlan, Hook, PodPlan, Verb};
+use crate::plan::{ContainerPlan, Hook, PodPlan, ProbeHandler, Verb};
 use crate::volumes::volume_source;
 use std::path::{Path, PathBuf};
 
@@ -420,6 +420,24 @@ fn hook_functions(ctx: &ScriptContext<'_>, plan: &PodPlan) -> String {
                 hook_body(ctx, plan, c, h)
             ));
         }
+    }
+    let mut probes = Vec::new();
+    for c in &all {
+        for p in &c.probes {
+            if let ProbeHandler::Exec(cmd) = &p.handler {
+                let f = hook_fn(&format!("probe_{}", p.kind.as_str()), plan, c);
+                let body = hook_body(ctx, plan, c, &Hook::Exec(cmd.clone()));
+                s.push_str(&format!("{f}() {{ {body} </dev/null; }}\n"));
+                probes.push((c.name.clone(), p.kind.as_str(), f));
+            }
+        }
+    }
+    if !probes.is_empty() {
+        s.push_str("\n# `job.sh probe NAME KIND` runs that container's exec probe (the daemon does).\nif [[ ${1-} == probe ]]; then\n  case ${2-}/${3-} in\n");
+        for (name, kind, f) in &probes {
+            s.push_str(&format!("  {}/{kind}) {f} ;;\n", quote(name)));
+        }
+        s.push_str("  *) exit 2 ;;\n  esac\n  exit\nfi\n");
     }
     let pre_stops: Vec<&&ContainerPlan> = all.iter().filter(|c| c.pre_stop.is_some()).collect();
     if !pre_stops.is_empty() {

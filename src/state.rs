@@ -24,6 +24,9 @@ pub struct ContainerRecord {
     /// It has a preStop hook, which a delete runs (through `job.sh prestop NAME`) first.
     #[serde(default)]
     pub pre_stop: bool,
+    /// Its probes, for the probe engine (also after a daemon restart).
+    #[serde(default)]
+    pub probes: Vec<crate::plan::ProbePlan>,
 }
 
 /// What must survive a daemon restart to find, report and delete a pod.

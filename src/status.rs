@@ -22,6 +22,8 @@ pub struct Instance {
     pub backoff_ms: Option<u64>,
     /// Its postStart hook failed, and job.sh stopped it.
     pub post_start_failed: bool,
+    /// A startup or liveness probe failed, and the daemon stopped it (the probe's words).
+    pub probe_failure: Option<String>,
 }
 
 /// Parses `start <time>` / `exit <code> <time>` / `backoff <ms> <time>` lines; an unfinished last line (job.sh is
@@ -39,6 +41,12 @@ pub fn parse_status(text: &str) -> Vec<Instance> {
                 started: parse_time(t),
                 ..Default::default()
             }),
+            (Some("probe-failed"), Some(_), Some(_)) => {
+                let why = line.splitn(3, ' ').nth(2).unwrap_or_default();
+                if let Some(last) = runs.last_mut() {
+                    last.probe_failure = Some(why.to_string());
+                }
+            }
             (Some("poststart-failed"), Some(_), None) => {
                 if let Some(last) = runs.last_mut() {
                     last.post_start_failed = true;
@@ -112,6 +120,9 @@ fn terminated(
 /// The terminated state of an instance that exited.
 fn instance_end(i: &Instance, code: i32, finished: Option<Timestamp>) -> ContainerState {
     let mut st = terminated(code, i.started, finished, None);
+    if let (Some(why), Some(t)) = (&i.probe_failure, st.terminated.as_mut()) {
+        t.message = Some(why.clone());
+    }
     if i.post_start_failed {
         if let Some(t) = st.terminated.as_mut() {
             t.reason = Some("FailedPostStartHook".into());
@@ -138,10 +149,7 @@ fn container_status(
     waiting_reason: &str,
     init_failure: Option<&(String, i32)>,
 ) -> ContainerStatus {
-    let ended = |i: &Instance| {
-        i.exit
-            .map(|(code, fin)| terminated(code, i.started, fin, None))
-    };
+    let ended = |i: &Instance| i.exit.map(|(code, fin)| instance_end(i, code, fin));
     // Waiting for a restart: the last instance is the "last state", as for the kubelet.
     if let Some(
         last @ Instance {
@@ -329,6 +337,7 @@ mod tests {
             image: "i".into(),
             notes: vec![],
             pre_stop: false,
+            probes: vec![],
         };
         let s = |runs: &[Instance], alive| {
             container_status(&c, runs, alive, "ContainerCreating", None)
@@ -373,5 +382,26 @@ mod tests {
             (t.exit_code, t.signal, t.reason.as_deref()),
             (0, None, Some("Completed"))
         );
+    }
+
+    #[test]
+    fn a_probe_failure_is_the_terminated_message() {
+        let text = "start 2026-12-03T19:08:37.155437Z\nprobe-failed 2026-12-03T19:08:37.78983152Z Liveness probe failed: x\nexit 143 2026-12-03T19:08:37.791114Z\nbackoff 200 2026-12-03T19:08:37.791300Z\nstart 2026-12-03T19:08:37.993498Z\n";
+        let runs = parse_status(text);
+        assert_eq!(
+            runs[0].probe_failure.as_deref(),
+            Some("Liveness probe failed: x"),
+            "{runs:?}"
+        );
+        let c = ContainerRecord {
+            name: "c".into(),
+            image: "i".into(),
+            notes: vec![],
+            pre_stop: false,
+            probes: vec![],
+        };
+        let st = container_status(&c, &runs, true, "ContainerCreating", None);
+        let last = st.last_state.unwrap().terminated.unwrap();
+        assert_eq!(last.message.as_deref(), Some("Liveness probe failed: x"));
     }
 }
