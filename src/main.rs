@@ -132,11 +132,18 @@ fn run(cfg: config::Config) -> ExitCode {
     let version = VersionCache::new(cfg.apptainer.clone(), Duration::from_secs(5));
     let listen = cfg.listen.clone();
     let ex = Arc::new(smol::Executor::new());
+    // Probe tasks get a thread of their own: 200 probes a second woken across the request
+    // threads cost twice the CPU (measured 10% vs 5% of a core) in cross-thread wake-ups.
+    let probe_ex = Arc::new(smol::Executor::new());
+    {
+        let probe_ex = probe_ex.clone();
+        std::thread::spawn(move || smol::block_on(probe_ex.run(smol::future::pending::<()>())));
+    }
     let node = Arc::new(Node {
         cfg,
         registry,
         verdicts: Default::default(),
-        executor: ex.clone(),
+        executor: probe_ex,
     });
     // Probes of the pods found again carry on where the last daemon left them.
     for rec in node.registry.all() {

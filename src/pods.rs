@@ -50,6 +50,7 @@ pub fn start_probes(node: &Node, rec: &PodRecord) {
             has_pre_stop: c.pre_stop,
             grace: Duration::from_secs(rec.grace_seconds.min(node.cfg.max_grace_seconds)),
             second: Duration::from_millis(node.cfg.probe_second_ms),
+            seen: Default::default(),
         };
         let saved = target
             .pod_dir
