@@ -59,6 +59,10 @@ pub struct ContainerPlan {
     pub pre_stop: Option<Hook>,
     /// Startup, readiness and liveness probes (run by the daemon when `EnableProbes` is on).
     pub probes: Vec<ProbePlan>,
+    /// terminationMessagePath (a file of the pod directory is bound there) and whether the log
+    /// tail stands in for an empty message on failure (FallbackToLogsOnError).
+    pub termination_message_path: String,
+    pub fallback_to_logs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -290,6 +290,19 @@ fn container_plan(
     let mounts = volumes::plan_mounts(c, volumes, &env)?;
     let (post_start, pre_stop) = crate::hooks::hooks(c)?;
     let probes = crate::probes::plan(c)?;
+    let termination_message_path = c
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/termination-log".into());
+    if !termination_message_path.starts_with('/')
+        || termination_message_path.contains([':', ',', '\0'])
+        || termination_message_path.split('/').any(|p| p == "..")
+    {
+        return Err(format!(
+            "terminationMessagePath {termination_message_path:?} must be an absolute path without '..', ':' or ','"
+        ));
+    }
     Ok(ContainerPlan {
         name: c.name.clone(),
         resolved_image: resolve_image(&image, image_root),
@@ -305,6 +318,8 @@ fn container_plan(
         post_start,
         pre_stop,
         probes,
+        termination_message_path,
+        fallback_to_logs: c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
     })
 }
 

@@ -182,6 +182,7 @@ fn write_and_spawn(
             .mode(0o700)
             .create(dir.join(script::tmp_dir(&c.name)))
             .map_err(internal)?;
+        write_file(&dir.join(script::termination_log(&c.name)), b"", 0o600).map_err(internal)?;
         write_file(
             &dir.join(script::env_file(&c.name)),
             script::render_env_file(&c.env).as_bytes(),
@@ -202,6 +203,7 @@ fn write_and_spawn(
                 notes: volumes::unenforced(plan, c),
                 pre_stop: c.pre_stop.is_some(),
                 probes: c.probes.clone(),
+                fallback_to_logs: c.fallback_to_logs,
             })
             .collect()
     };

@@ -25,6 +25,10 @@ pub fn env_file(name: &str) -> PathBuf {
 pub fn tmp_dir(name: &str) -> PathBuf {
     container_dir(name).join("tmp")
 }
+/// The file bound at the container's terminationMessagePath.
+pub fn termination_log(name: &str) -> PathBuf {
+    container_dir(name).join("termination-log")
+}
 /// The `slurm-job.vk.io/pre-exec` snippet, when the node enables it.
 pub const PRE_EXEC: &str = "pre-exec.sh";
 
@@ -126,6 +130,21 @@ fn binds(ctx: &ScriptContext<'_>, plan: &PodPlan, c: &ContainerPlan) -> Vec<Stri
     if !c.mounts.iter().any(|m| m.mount_path == "/tmp") {
         bind(&ctx.pod_dir.join(tmp_dir(&c.name)), "/tmp", false);
     }
+    // Not under /dev: apptainer binds the host's /dev, where a mount point cannot be created
+    // (the kubelet's default /dev/termination-log is therefore not captured).
+    let under_dev = c.termination_message_path.starts_with("/dev/");
+    if !under_dev
+        && !c
+            .mounts
+            .iter()
+            .any(|m| m.mount_path == c.termination_message_path)
+    {
+        bind(
+            &ctx.pod_dir.join(termination_log(&c.name)),
+            &c.termination_message_path,
+            false,
+        );
+    }
     for m in &c.mounts {
         let Some(v) = plan.volume(&m.volume) else {
             continue;
@@ -184,6 +203,7 @@ run_container() {
     now_ms
     started=$REPLY
     : >"containers/$name/pid"
+    : >"containers/$name/termination-log"
     [[ $post_start == - ]] || run_post_start "$name" "$post_start" &
     # The writer ignores SIGTERM: what the container says while stopping is still logged.
     { printf '%s\n' "$BASHPID" >"containers/$name/pid"; exec "$setsid" "$@"; } </dev/null 2>&1 |

@@ -27,6 +27,9 @@ pub struct ContainerRecord {
     /// Its probes, for the probe engine (also after a daemon restart).
     #[serde(default)]
     pub probes: Vec<crate::plan::ProbePlan>,
+    /// terminationMessagePolicy FallbackToLogsOnError.
+    #[serde(default)]
+    pub fallback_to_logs: bool,
 }
 
 /// What must survive a daemon restart to find, report and delete a pod.

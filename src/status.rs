@@ -246,6 +246,49 @@ fn container_status(
     }
 }
 
+/// What the container wrote at its terminationMessagePath becomes its terminated message (at
+/// most 4 KiB); with FallbackToLogsOnError an empty one after a failure is the log's last lines
+/// (80 lines, 2 KiB at most), as with the kubelet.
+fn termination_message(dir: &Path, c: &ContainerRecord, st: &mut ContainerStatus) {
+    let Some(t) = st.state.as_mut().and_then(|s| s.terminated.as_mut()) else {
+        return;
+    };
+    if t.started_at.is_none() {
+        return;
+    }
+    let read_tail = |file: &Path, max: u64| -> Option<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(file).ok()?;
+        let len = f.metadata().ok()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+        let mut buf = Vec::new();
+        f.take(max).read_to_end(&mut buf).ok()?;
+        Some(buf)
+    };
+    let container = dir.join("containers").join(&c.name);
+    let written = std::fs::File::open(container.join("termination-log"))
+        .ok()
+        .and_then(|f| {
+            use std::io::Read;
+            let mut buf = Vec::new();
+            f.take(4096).read_to_end(&mut buf).ok()?;
+            Some(buf)
+        });
+    let message = match written {
+        Some(m) if !m.is_empty() => m,
+        _ if c.fallback_to_logs && t.exit_code != 0 => {
+            let tail = read_tail(&container.join("log"), 2048).unwrap_or_default();
+            let text = String::from_utf8_lossy(&tail).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(80)..]
+                .join("\n")
+                .into_bytes()
+        }
+        _ => return,
+    };
+    t.message = Some(String::from_utf8_lossy(&message).into_owned());
+}
+
 /// The status of one pod as interLink expects it.
 pub fn pod_status(dir: &Path, rec: &PodRecord, alive: bool) -> PodStatusOut {
     let mut init_failure: Option<(String, i32)> = None;
@@ -287,6 +330,15 @@ pub fn pod_status(dir: &Path, rec: &PodRecord, alive: bool) -> PodStatusOut {
             )
         })
         .collect();
+    let mut containers: Vec<ContainerStatus> = containers;
+    for (c, st) in rec
+        .init_containers
+        .iter()
+        .zip(init.iter_mut())
+        .chain(rec.containers.iter().zip(containers.iter_mut()))
+    {
+        termination_message(dir, c, st);
+    }
     PodStatusOut {
         name: rec.name.clone(),
         uid: rec.uid.clone(),
@@ -338,6 +390,7 @@ mod tests {
             notes: vec![],
             pre_stop: false,
             probes: vec![],
+            fallback_to_logs: false,
         };
         let s = |runs: &[Instance], alive| {
             container_status(&c, runs, alive, "ContainerCreating", None)
@@ -399,6 +452,7 @@ mod tests {
             notes: vec![],
             pre_stop: false,
             probes: vec![],
+            fallback_to_logs: false,
         };
         let st = container_status(&c, &runs, true, "ContainerCreating", None);
         let last = st.last_state.unwrap().terminated.unwrap();

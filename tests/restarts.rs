@@ -241,3 +241,32 @@ fn each_container_runs_in_its_own_process_group() {
     let st = d.wait_state(&pod, "c", "terminated");
     assert_eq!(st["state"]["terminated"]["exitCode"], 143, "{st}");
 }
+
+#[test]
+fn the_termination_message_comes_from_its_file_or_the_log_tail() {
+    let d = daemon();
+    let mut own = sh(
+        "c",
+        "echo 'custom: disk full' > /var/log/termination-msg; exit 3",
+    );
+    own["terminationMessagePath"] = json!("/var/log/termination-msg");
+    let pod = with_policy(pod_with("termmsg", vec![own], vec![], 1), "Never");
+    d.create(&pod);
+    let st = d.wait_state(&pod, "c", "terminated");
+    assert_eq!(
+        st["state"]["terminated"]["message"], "custom: disk full\n",
+        "{st}"
+    );
+
+    let mut tail = sh("c", "for i in $(seq 1 100); do echo line $i; done; exit 4");
+    tail["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    let pod = with_policy(pod_with("termtail", vec![tail], vec![], 1), "Never");
+    d.create(&pod);
+    let st = d.wait_state(&pod, "c", "terminated");
+    let msg = st["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.ends_with("line 99\nline 100"), "{msg}");
+    assert_eq!(msg.lines().count(), 80, "{msg}");
+}
