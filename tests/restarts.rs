@@ -208,12 +208,15 @@ fn each_container_runs_in_its_own_process_group() {
     let jid: i32 = d.create(&pod)["PodJID"].as_str().unwrap().parse().unwrap();
     d.wait_state(&pod, "c", "running");
     let pid_file = d.pod_dir(&pod).join("containers/c/pid");
-    assert!(wait_for(Duration::from_secs(5), || pid_file.exists()));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let read_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()
+    };
+    assert!(wait_for(Duration::from_secs(5), || read_pid().is_some()));
+    let pid = read_pid().unwrap();
     let pgid_of = |pid: i32| -> Option<i32> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit(')')
