@@ -228,3 +228,43 @@ fn grpc_probes_are_refused_with_a_clear_message() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("grpc is not supported"), "{}", r.text());
 }
+
+#[test]
+fn the_example_probe_pod_gets_ready_with_every_probe_observed() {
+    let d = daemon();
+    let port = free_port();
+    // The shared example, on a free port instead of 8080.
+    let text = std::fs::read_to_string(fixture("requests/create-probes.json")).unwrap();
+    let mut pod: Value = serde_json::from_str(&text.replace("8080", &port.to_string())).unwrap();
+    let uid = format!("probes-example-{}", std::process::id());
+    pod["pod"]["metadata"]["uid"] = json!(uid);
+    d.create(&pod);
+    let mut last = Value::Null;
+    let ready = wait_for(Duration::from_secs(30), || {
+        last = d.status(&pod);
+        last[0]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ready"] == true)
+    });
+    assert!(ready, "{last}");
+    let web = &last[0]["containers"][0];
+    assert_eq!(
+        (web["started"].clone(), web["restartCount"].clone()),
+        (json!(true), json!(0)),
+        "{web}"
+    );
+    let log = d.logs(&pod, "web").text();
+    assert!(
+        log.contains("probe /healthz") && log.contains("probe /ready"),
+        "startup and readiness reached the server: {log}"
+    );
+    let marker = d.pod_dir(&pod).join("containers/web/tmp/poststart");
+    assert_eq!(
+        std::fs::read_to_string(marker).unwrap(),
+        "started\n",
+        "postStart ran in the container's /tmp"
+    );
+    d.delete(&pod);
+}
