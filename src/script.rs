@@ -185,6 +185,22 @@ now_ms() {
   fi
 }
 
+# oom_kills: how many processes the kernel's OOM killer has killed in this job's memory cgroup
+# (v2 memory.events or v1 memory.oom_control), into REPLY; 0 where that cannot be read.
+oom_kills() {
+  local line file k v
+  REPLY=0
+  while IFS= read -r line; do
+    case $line in
+    0::*) file=/sys/fs/cgroup${line#0::}/memory.events ;;
+    *:memory:*) file=/sys/fs/cgroup/memory${line#*:memory:}/memory.oom_control ;;
+    *) continue ;;
+    esac
+    [[ -r $file ]] || continue
+    while read -r k v; do [[ $k == oom_kill ]] && REPLY=$v; done <"$file"
+  done </proc/self/cgroup
+}
+
 # run_container NAME POLICY POSTSTART ARGV...: runs one container with stdin from /dev/null, its stdout
 # and stderr merged into one pipe to the log writer (which stamps when each piece was written),
 # in a process group of its own (its PID in containers/NAME/pid), so that it can be stopped
@@ -192,7 +208,7 @@ now_ms() {
 # kubelet's back-off. POSTSTART names its postStart hook function, or is -. Appends start,
 # exit and backoff lines to its status file.
 run_container() {
-  local name=$1 policy=$2 post_start=$3 rc started delay=$backoff_initial_ms stopping=
+  local name=$1 policy=$2 post_start=$3 rc started delay=$backoff_initial_ms stopping= oom_before
   shift 3
   # A SIGTERM (a delete, or the pod's end for a sidecar) means: no more restarts. The shell
   # outlives the container it waits for and records its exit.
@@ -204,11 +220,18 @@ run_container() {
     started=$REPLY
     : >"containers/$name/pid"
     : >"containers/$name/termination-log"
+    oom_kills
+    oom_before=$REPLY
     [[ $post_start == - ]] || run_post_start "$name" "$post_start" &
     # The writer ignores SIGTERM: what the container says while stopping is still logged.
     { printf '%s\n' "$BASHPID" >"containers/$name/pid"; exec "$setsid" "$@"; } </dev/null 2>&1 |
       (trap '' TERM; exec "$log_writer" log-writer "containers/$name")
     rc=${PIPESTATUS[0]}
+    # A SIGKILL while the cgroup's OOM kill count grew: the kernel killed it for memory.
+    if ((rc == 137)); then
+      oom_kills
+      ((REPLY > oom_before)) && printf 'oom %s\n' "$REPLY" >>"containers/$name/status"
+    fi
     ts
     printf 'exit %s %s\n' "$rc" "$REPLY" >>"containers/$name/status"
     [[ -n $stopping ]] && return "$rc"

@@ -24,6 +24,8 @@ pub struct Instance {
     pub post_start_failed: bool,
     /// A startup or liveness probe failed, and the daemon stopped it (the probe's words).
     pub probe_failure: Option<String>,
+    /// It died of SIGKILL while its cgroup's OOM kill count grew.
+    pub oom_killed: bool,
 }
 
 /// Parses `start <time>` / `exit <code> <time>` / `backoff <ms> <time>` lines; an unfinished last line (job.sh is
@@ -45,6 +47,11 @@ pub fn parse_status(text: &str) -> Vec<Instance> {
                 let why = line.splitn(3, ' ').nth(2).unwrap_or_default();
                 if let Some(last) = runs.last_mut() {
                     last.probe_failure = Some(why.to_string());
+                }
+            }
+            (Some("oom"), Some(_), None) => {
+                if let Some(last) = runs.last_mut() {
+                    last.oom_killed = true;
                 }
             }
             (Some("poststart-failed"), Some(_), None) => {
@@ -122,6 +129,9 @@ fn instance_end(i: &Instance, code: i32, finished: Option<Timestamp>) -> Contain
     let mut st = terminated(code, i.started, finished, None);
     if let (Some(why), Some(t)) = (&i.probe_failure, st.terminated.as_mut()) {
         t.message = Some(why.clone());
+    }
+    if let (true, Some(t)) = (i.oom_killed, st.terminated.as_mut()) {
+        t.reason = Some("OOMKilled".into());
     }
     if i.post_start_failed {
         if let Some(t) = st.terminated.as_mut() {
@@ -457,5 +467,28 @@ mod tests {
         let st = container_status(&c, &runs, true, "ContainerCreating", None);
         let last = st.last_state.unwrap().terminated.unwrap();
         assert_eq!(last.message.as_deref(), Some("Liveness probe failed: x"));
+    }
+
+    #[test]
+    fn an_oom_kill_is_reported_as_oomkilled() {
+        let text = format!("start {A}\noom 3\nexit 137 {B}\n");
+        let runs = parse_status(&text);
+        let c = ContainerRecord {
+            name: "c".into(),
+            image: "i".into(),
+            notes: vec![],
+            pre_stop: false,
+            probes: vec![],
+            fallback_to_logs: false,
+        };
+        let st = container_status(&c, &runs, false, "ContainerCreating", None)
+            .state
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(
+            (st.exit_code, st.reason.as_deref()),
+            (137, Some("OOMKilled"))
+        );
     }
 }

@@ -273,3 +273,63 @@ fn the_termination_message_comes_from_its_file_or_the_log_tail() {
     assert!(msg.ends_with("line 99\nline 100"), "{msg}");
     assert_eq!(msg.lines().count(), 80, "{msg}");
 }
+
+/// A fresh memory cgroup limited to `limit` bytes, where this machine lets us make one:
+/// (its directory, the file that takes a PID).
+fn memory_cgroup(limit: u64) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let name = format!("aplug-oom-{}", std::process::id());
+    for line in own.lines() {
+        let (base, rel) = if let Some(rel) = line.strip_prefix("0::") {
+            ("/sys/fs/cgroup".to_string(), rel.to_string())
+        } else if let Some((_, rel)) = line.split_once(":memory:") {
+            ("/sys/fs/cgroup/memory".to_string(), rel.to_string())
+        } else {
+            continue;
+        };
+        let dir = std::path::Path::new(&base)
+            .join(rel.trim_start_matches('/'))
+            .join(&name);
+        if std::fs::create_dir(&dir).is_err() {
+            continue;
+        }
+        let limited = std::fs::write(dir.join("memory.max"), limit.to_string()).is_ok()
+            || std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).is_ok();
+        if limited {
+            return Some((dir.clone(), dir.join("cgroup.procs")));
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+    None
+}
+
+#[test]
+fn a_container_the_kernel_kills_for_memory_is_oomkilled() {
+    let Some((cgroup, procs)) = memory_cgroup(96 << 20) else {
+        eprintln!("SKIPPED a_container_the_kernel_kills_for_memory_is_oomkilled: no writable memory cgroup here");
+        return;
+    };
+    let d = Daemon::start_with(Options {
+        cgroup_procs: Some(procs),
+        ..Default::default()
+    });
+    let hog = sh(
+        "c",
+        "exec python3 -c 'a = bytearray(400 << 20); print(len(a))'",
+    );
+    let pod = with_policy(pod_with("oom", vec![hog], vec![], 1), "Never");
+    d.create(&pod);
+    let st = d.wait_state(&pod, "c", "terminated");
+    let t = &st["state"]["terminated"];
+    assert_eq!(
+        (t["exitCode"].clone(), t["reason"].clone()),
+        (json!(137), json!("OOMKilled")),
+        "{st}"
+    );
+    drop(d);
+    // The cgroup goes once its processes have.
+    assert!(wait_for(Duration::from_secs(5), || std::fs::remove_dir(
+        &cgroup
+    )
+    .is_ok()));
+}

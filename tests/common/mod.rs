@@ -65,12 +65,15 @@ pub struct Daemon {
     pub record_dir: PathBuf,
     child: Option<Child>,
     log: Arc<Mutex<String>>,
+    cgroup_procs: Option<PathBuf>,
 }
 
 #[derive(Default)]
 pub struct Options {
     pub socket: bool,
     pub extra_yaml: String,
+    /// A cgroup's `cgroup.procs` (or v1 `tasks`) file the daemon is moved into at start.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -100,6 +103,7 @@ impl Daemon {
         )
         .unwrap();
         let mut d = Daemon {
+            cgroup_procs: opts.cgroup_procs.clone(),
             dir,
             data_root,
             config,
@@ -114,7 +118,20 @@ impl Daemon {
 
     /// (Re)starts the binary on this daemon's config and waits for its listening line.
     pub fn spawn(&mut self) {
-        let mut child = Command::new(BIN)
+        // With a cgroup, a shell moves itself there and then becomes the daemon (same PID).
+        let mut cmd = match &self.cgroup_procs {
+            Some(procs) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("echo $$ > \"$1\" && shift && exec \"$@\"")
+                    .arg("sh")
+                    .arg(procs)
+                    .arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = cmd
             .arg("-ApptainerConfigpath")
             .arg(&self.config)
             .env("FAKE_APPTAINER_RECORD", &self.record_dir)
