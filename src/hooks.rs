@@ -3,8 +3,45 @@
 //! job.sh to run a container's preStop before a stop it initiates.
 
 use crate::plan::Hook;
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// A checked httpGet action (hooks and probes alike): (host, port, path, headers). Only plain
+/// HTTP; host 127.0.0.1 and path / by default; nothing that could split the request's lines.
+pub fn http_get(
+    c: &Container,
+    g: &HTTPGetAction,
+) -> Result<(String, u16, String, Vec<(String, String)>), String> {
+    if g.scheme
+        .as_deref()
+        .is_some_and(|s| !s.eq_ignore_ascii_case("HTTP"))
+    {
+        return Err("only scheme HTTP is supported by this plugin".into());
+    }
+    let port = resolve_port(c, &g.port)?;
+    let host = g
+        .host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let path = g
+        .path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".into());
+    no_crlf("host", &host)?;
+    no_crlf("path", &path)?;
+    if host.contains(['/', ' ']) {
+        return Err(format!("host {host:?} is not a host name"));
+    }
+    let mut headers = Vec::new();
+    for hd in g.http_headers.iter().flatten() {
+        no_crlf("header", &hd.name)?;
+        no_crlf("header value", &hd.value)?;
+        headers.push((hd.name.clone(), hd.value.clone()));
+    }
+    Ok((host, port, path, headers))
+}
 
 /// A port number, or a named port of the container.
 pub fn resolve_port(c: &Container, port: &IntOrString) -> Result<u16, String> {
@@ -44,39 +81,8 @@ fn hook(c: &Container, h: &LifecycleHandler, which: &str) -> Result<Hook, String
         return Ok(Hook::Exec(cmd));
     }
     if let Some(g) = &h.http_get {
-        if g.scheme
-            .as_deref()
-            .is_some_and(|s| !s.eq_ignore_ascii_case("HTTP"))
-        {
-            return Err(format!(
-                "lifecycle.{which}.httpGet: only scheme HTTP is supported by this plugin"
-            ));
-        }
-        let port =
-            resolve_port(c, &g.port).map_err(|e| format!("lifecycle.{which}.httpGet: {e}"))?;
-        let host = g
-            .host
-            .clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let path = g
-            .path
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/".into());
-        no_crlf("host", &host)?;
-        no_crlf("path", &path)?;
-        if host.contains(['/', ' ']) {
-            return Err(format!(
-                "lifecycle.{which}.httpGet: host {host:?} is not a host name"
-            ));
-        }
-        let mut headers = Vec::new();
-        for hd in g.http_headers.iter().flatten() {
-            no_crlf("header", &hd.name)?;
-            no_crlf("header value", &hd.value)?;
-            headers.push((hd.name.clone(), hd.value.clone()));
-        }
+        let (host, port, path, headers) =
+            http_get(c, g).map_err(|e| format!("lifecycle.{which}.httpGet: {e}"))?;
         return Ok(Hook::HttpGet {
             host,
             port,

@@ -22,37 +22,8 @@ fn probe_plan(c: &Container, p: &Probe, kind: ProbeKind) -> Result<ProbePlan, St
         }
         ProbeHandler::Exec(cmd)
     } else if let Some(g) = &p.http_get {
-        if g.scheme
-            .as_deref()
-            .is_some_and(|s| !s.eq_ignore_ascii_case("HTTP"))
-        {
-            return Err(format!(
-                "{k}Probe.httpGet: only scheme HTTP is supported by this plugin"
-            ));
-        }
-        let port = resolve_port(c, &g.port).map_err(|e| format!("{k}Probe.httpGet: {e}"))?;
-        let host = g
-            .host
-            .clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let path = g
-            .path
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/".into());
-        let headers: Vec<(String, String)> = g
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
-        let bad = |s: &str| s.contains(['\r', '\n', '\0']);
-        if bad(&host) || bad(&path) || headers.iter().any(|(n, v)| bad(n) || bad(v)) {
-            return Err(format!(
-                "{k}Probe.httpGet: host, path and headers must not contain line breaks"
-            ));
-        }
+        let (host, port, path, headers) =
+            crate::hooks::http_get(c, g).map_err(|e| format!("{k}Probe.httpGet: {e}"))?;
         ProbeHandler::Http {
             host,
             port,
