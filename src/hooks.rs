@@ -6,12 +6,12 @@ use crate::plan::Hook;
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// Host, port, path and headers of an HTTP GET.
+pub type HttpTarget = (String, u16, String, Vec<(String, String)>);
+
 /// A checked httpGet action (hooks and probes alike): (host, port, path, headers). Only plain
 /// HTTP; host 127.0.0.1 and path / by default; nothing that could split the request's lines.
-pub fn http_get(
-    c: &Container,
-    g: &HTTPGetAction,
-) -> Result<(String, u16, String, Vec<(String, String)>), String> {
+pub fn http_get(c: &Container, g: &HTTPGetAction) -> Result<HttpTarget, String> {
     if g.scheme
         .as_deref()
         .is_some_and(|s| !s.eq_ignore_ascii_case("HTTP"))
