@@ -18,4 +18,5 @@ pub mod script;
 pub mod state;
 pub mod status;
 pub mod sysinfo;
+pub mod volume_files;
 pub mod volumes;

@@ -155,9 +155,9 @@ fn write_and_spawn(
         .mode(0o700)
         .create(dir)
         .map_err(internal)?;
-    volumes::materialize(dir, plan, cfg.shm_dir.as_deref()).map_err(|e| match e {
-        volumes::VolumeError::Refused(m) => ApiError::BadRequest(m),
-        volumes::VolumeError::Io(m) => ApiError::Internal(format!(
+    crate::volume_files::materialize(dir, plan, cfg.shm_dir.as_deref()).map_err(|e| match e {
+        crate::volume_files::VolumeError::Refused(m) => ApiError::BadRequest(m),
+        crate::volume_files::VolumeError::Io(m) => ApiError::Internal(format!(
             "pod {}: could not write its volumes: {m}",
             plan.key()
         )),
