@@ -18,8 +18,12 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/logs-bench.XXXXXX")
 daemon=
 cleanup() {
     [[ -n $daemon ]] && kill -9 "$daemon" 2>/dev/null
+    # Each pod's job group, and each container's own group.
     for f in "$tmp"/jobs/*/pod.json; do
         [[ -e $f ]] && kill -9 -- "-$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["pid"])' "$f")" 2>/dev/null
+    done
+    for f in "$tmp"/jobs/*/containers/*/pid; do
+        [[ -s $f ]] && kill -9 -- "-$(<"$f")" 2>/dev/null
     done
     rm -rf "$tmp"
 }

@@ -263,7 +263,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill(9);
-        // Leave nothing running: kill the process group of every pod still on disk.
+        // Leave nothing running: kill the process group of every pod still on disk, and the
+        // group of each of its containers (they lead their own).
         if let Ok(dirs) = std::fs::read_dir(&self.data_root) {
             for d in dirs.flatten() {
                 if let Ok(rec) = std::fs::read(d.path().join("pod.json")) {
@@ -271,6 +272,16 @@ impl Drop for Daemon {
                         if let Some(pid) = v["pid"].as_i64() {
                             unsafe_kill(-(pid as i32), 9);
                         }
+                    }
+                }
+                for c in std::fs::read_dir(d.path().join("containers"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let pid = std::fs::read_to_string(c.path().join("pid")).unwrap_or_default();
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        unsafe_kill(-pid, 9);
                     }
                 }
             }
