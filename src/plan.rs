@@ -198,11 +198,6 @@ impl PodPlan {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The pod's directory name under `DataRootFolder`.
-    pub fn dir_name(&self) -> String {
-        format!("{}-{}", self.namespace, self.uid)
-    }
-
     pub fn volume(&self, name: &str) -> Option<&VolumePlan> {
         self.volumes.iter().find(|v| v.name == name)
     }

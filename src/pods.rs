@@ -63,9 +63,6 @@ pub fn start_probes(node: &Node, rec: &PodRecord) {
     }
 }
 
-pub const JOB_SCRIPT: &str = "job.sh";
-pub const JOB_LOG: &str = "job.log";
-
 /// `POST /create`: writes the pod's files, starts its job and answers with the job id. A
 /// second create of a known UID answers the same id and starts nothing.
 pub async fn create(node: &Arc<Node>, body: &[u8]) -> Result<CreateResponse, ApiError> {
@@ -193,7 +190,7 @@ fn write_and_spawn(
     if let Some(snippet) = &plan.pre_exec {
         write_file(&dir.join(script::PRE_EXEC), snippet.as_bytes(), 0o700).map_err(internal)?;
     }
-    let job = dir.join(JOB_SCRIPT);
+    let job = dir.join(script::JOB_SCRIPT);
     write_file(&job, script::render_job(&ctx, plan).as_bytes(), 0o700).map_err(internal)?;
     let records = |list: &[crate::plan::ContainerPlan]| {
         list.iter()
@@ -207,7 +204,8 @@ fn write_and_spawn(
             })
             .collect()
     };
-    let spawned = process::spawn(&cfg.bash, &job, dir, &dir.join(JOB_LOG)).map_err(internal)?;
+    let spawned =
+        process::spawn(&cfg.bash, &job, dir, &dir.join(script::JOB_LOG)).map_err(internal)?;
     let rec = PodRecord {
         uid: plan.uid.clone(),
         namespace: plan.namespace.clone(),
@@ -418,10 +416,10 @@ async fn run_pre_stops(node: &Node, rec: &PodRecord, deadline: std::time::Instan
     {
         match process::spawn_with(
             &node.cfg.bash,
-            &dir.join(JOB_SCRIPT),
+            &dir.join(script::JOB_SCRIPT),
             &["prestop", &c.name],
             &dir,
-            &dir.join(JOB_LOG),
+            &dir.join(script::JOB_LOG),
         ) {
             Ok(job) => hooks.push(job),
             Err(e) => {

@@ -155,8 +155,7 @@ pub struct Target {
 impl Target {
     fn file(&self, name: &str) -> PathBuf {
         self.pod_dir
-            .join("containers")
-            .join(&self.container)
+            .join(crate::script::container_dir(&self.container))
             .join(name)
     }
 
@@ -255,7 +254,7 @@ async fn http_get(
 }
 
 async fn exec(t: &Target, p: &ProbePlan, timeout: Duration) -> Result<(), String> {
-    let script = t.pod_dir.join("job.sh");
+    let script = t.pod_dir.join(crate::script::JOB_SCRIPT);
     let log = t.file("probes.log");
     let job = crate::process::spawn_with(
         &t.bash,
@@ -292,7 +291,7 @@ async fn stop_instance(t: &Target, instance: usize, why: &str) {
     }
     let deadline = Instant::now() + t.grace;
     if t.has_pre_stop {
-        let script = t.pod_dir.join("job.sh");
+        let script = t.pod_dir.join(crate::script::JOB_SCRIPT);
         if let Ok(job) = crate::process::spawn_with(
             &t.bash,
             &script,

@@ -94,11 +94,6 @@ pub fn is_alive(job: &Job) -> bool {
     matches!(stat(job.pid), Some(s) if s.state != b'Z' && s.start_ticks == job.start_ticks)
 }
 
-/// The start time of a PID, for a record written before this daemon knew it.
-pub fn start_ticks(pid: i32) -> Option<u64> {
-    stat(pid).map(|s| s.start_ticks)
-}
-
 /// Every live process that belongs to the job: its process group, the descendants of its
 /// leader, and the descendants of anything already `known` (orphans that escaped into their
 /// own session are re-parented, so what was seen once stays tracked by PID and start time).
@@ -290,7 +285,7 @@ mod tests {
     #[test]
     fn own_process_is_alive_and_a_wrong_start_time_is_not() {
         let me = std::process::id() as i32;
-        let ticks = start_ticks(me).unwrap();
+        let ticks = stat(me).unwrap().start_ticks;
         assert!(is_alive(&Job {
             pid: me,
             start_ticks: ticks

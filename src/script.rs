@@ -7,6 +7,10 @@ use crate::plan::{ContainerPlan, Hook, PodPlan, ProbeHandler, Verb};
 use crate::volumes::volume_source;
 use std::path::{Path, PathBuf};
 
+/// The pod's script and its own output, in the pod directory.
+pub const JOB_SCRIPT: &str = "job.sh";
+pub const JOB_LOG: &str = "job.log";
+
 /// Where files of one container live, relative to the pod directory. The daemon's readers use
 /// the same functions, so the layout is defined once.
 pub fn container_dir(name: &str) -> PathBuf {
@@ -14,9 +18,6 @@ pub fn container_dir(name: &str) -> PathBuf {
 }
 pub fn status_file(name: &str) -> PathBuf {
     container_dir(name).join("status")
-}
-pub fn log_file(name: &str) -> PathBuf {
-    container_dir(name).join("log")
 }
 pub fn env_file(name: &str) -> PathBuf {
     container_dir(name).join("env")

@@ -102,10 +102,6 @@ impl Registry {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn pod_dir(&self, namespace: &str, uid: &str) -> PathBuf {
         self.root.join(format!("{namespace}-{uid}"))
     }

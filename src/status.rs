@@ -275,7 +275,7 @@ fn termination_message(dir: &Path, c: &ContainerRecord, st: &mut ContainerStatus
         f.take(max).read_to_end(&mut buf).ok()?;
         Some(buf)
     };
-    let container = dir.join("containers").join(&c.name);
+    let container = dir.join(crate::script::container_dir(&c.name));
     let written = std::fs::File::open(container.join("termination-log"))
         .ok()
         .and_then(|f| {
